@@ -1,0 +1,44 @@
+"""EvolGym environments: one contract (`TextEnv`), one registry, one subpackage per family.
+
+    import envs
+    env = envs.make("evol/BabyAI-v0")                       # local
+    env = envs.make("evol/BabyAI-v0", url="http://127.0.0.1:8000")   # served
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envs.core import TextEnv, TextSpace
+from envs.errors import EpisodeOver, EpisodeStateError, ResetNeeded, TaskOptionError
+from envs.expert import run_expert
+from envs.registry import env_class, env_ids, env_spec, make_local, register, register_builtin
+
+register_builtin()
+
+
+def make(env_id: str, url: str | list[str] | None = None, **kwargs: Any):
+    """A local env, or with `url` (one or several server URLs) a `RemoteEnv` on a server."""
+    if url is None:
+        return make_local(env_id, **kwargs)
+    from server.client import RemoteEnv  # the one upward import: remote envs on request
+
+    token = kwargs.pop("token", None)
+    return RemoteEnv(env_id, url=url, token=token, env_kwargs=kwargs)
+
+
+__all__ = [
+    "EpisodeOver",
+    "EpisodeStateError",
+    "ResetNeeded",
+    "TaskOptionError",
+    "TextEnv",
+    "TextSpace",
+    "env_class",
+    "env_ids",
+    "env_spec",
+    "make",
+    "make_local",
+    "register",
+    "run_expert",
+]

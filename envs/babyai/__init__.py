@@ -1,0 +1,1 @@
+"""BabyAI levels with text observations."""

@@ -1,0 +1,1 @@
+"""TextWorld games made by TextWorld's own generator."""

@@ -1,0 +1,1 @@
+"""EvolGym: rollouts, trajectories, trainers and the `evol` CLI."""

@@ -1,0 +1,1 @@
+"""EvolGym server: serves registered envs over HTTP; `RemoteEnv` is its client."""
