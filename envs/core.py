@@ -59,7 +59,7 @@ def image_space(height: int, width: int) -> spaces.Box:
 class TextEnv(gym.Env):
     """Base class of EvolGym environments (see the module docstring for the contract)."""
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
     # Set these in ALL subclasses.
     reward_range: tuple[float, float] = (0.0, 1.0)

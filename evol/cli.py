@@ -1,0 +1,138 @@
+"""The `evol` command line: list, serve and play envs (more commands join per feature)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+import envs
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    ids = args.ids or envs.env_ids()
+    try:
+        specs = [envs.env_spec(env_id) for env_id in ids]
+    except KeyError as error:
+        print(f"evol: {error.args[0]}", file=sys.stderr)
+        return 2
+    rows = [("id", "reward", "max turns", "multimodal", "description")]
+    for spec in specs:
+        low, high = spec["reward_range"]
+        rows.append((spec["id"], f"[{low:g}, {high:g}]", str(spec["max_turns"]), "yes" if spec["multimodal"] else "no", spec["description"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    if args.cards or args.ids:
+        for spec in specs:
+            print(f"\n{'=' * 80}\n{spec['id']}\n{'=' * 80}\n{spec['card']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import ServerLimits
+    from server.serve import serve
+
+    for env_id in args.envs:
+        try:
+            envs.env_class(env_id)
+        except KeyError as error:
+            print(f"evol: {error.args[0]}", file=sys.stderr)
+            return 2
+    limits = ServerLimits(
+        capacity=args.capacity,
+        session_ttl=None if args.ttl <= 0 else args.ttl,
+        step_timeout=None if args.step_timeout <= 0 else args.step_timeout,
+        max_body_bytes=args.max_body,
+        token=args.token,
+    )
+    serve(args.envs, host=args.host, port=args.port, threads=args.threads, limits=limits)
+    return 0
+
+
+def _parse_options(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    options = json.loads(text)
+    if not isinstance(options, dict):
+        raise ValueError("--options must be a JSON object")
+    return options
+
+
+def cmd_play(args: argparse.Namespace, read: Callable[[str], str] = input) -> int:
+    options = _parse_options(args.options) or {}
+    if args.task is not None:
+        options["task"] = args.task
+    if args.split is not None:
+        options["split"] = args.split
+    env = envs.make(args.env, url=args.url, token=args.token) if args.url else envs.make(args.env)
+    try:
+        observation, info = env.reset(seed=args.seed, options=options or None)
+        print(f"# Instruction\n{info['instruction']}\n")
+        total = 0.0
+        while True:
+            text = observation["text"] if isinstance(observation, dict) else observation
+            print(text)
+            if info.get("valid_actions"):
+                print(f"[valid: {', '.join(info['valid_actions'][:30])}]")
+            try:
+                action = read("> ")
+            except EOFError:
+                print("\n(stopped)")
+                return 1
+            if action.strip() in {":quit", ":q"}:
+                return 1
+            observation, reward, terminated, truncated, info = env.step(action)
+            total += reward
+            flag = "  (invalid action)" if info.get("invalid") else ""
+            print(f"[turn {info['turn']}/{env.max_turns}  reward {reward:g}  total {total:g}]{flag}")
+            if terminated or truncated:
+                print(observation["text"] if isinstance(observation, dict) else observation)
+                outcome = "SUCCESS" if info.get("success") else "FAILURE"
+                print(f"\n{outcome}: episode {'ended' if terminated else 'truncated'} after {info['turn']} turns, total reward {total:g}")
+                return 0 if info.get("success") else 1
+    finally:
+        env.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evol", description="EvolGym: serve environments, run agents, evolve them.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("envs", help="list registered envs and show their cards")
+    p.add_argument("ids", nargs="*", help="show the full card of these env ids")
+    p.add_argument("--cards", action="store_true", help="print every env's card after the table")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("serve", help="serve envs over HTTP (waitress)")
+    p.add_argument("envs", nargs="+", metavar="ENV", help="env ids to serve, e.g. evol/BabyAI-v0")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
+    p.add_argument("--capacity", type=int, default=256, help="live sessions at most (default 256); more get 429")
+    p.add_argument("--ttl", type=float, default=600.0, help="seconds before an idle session is reaped (default 600; 0 = never)")
+    p.add_argument("--step-timeout", type=float, default=30.0, help="seconds a reset/step may take (default 30; 0 = no limit)")
+    p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+    p.add_argument("--token", default=None, help="bearer token required on every route but /health (or set EVOL_TOKEN)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("play", help="play an episode yourself in the terminal")
+    p.add_argument("env", help="env id, e.g. evol/TextWorld-v0")
+    p.add_argument("--url", default=None, help="play on a server instead of locally")
+    p.add_argument("--token", default=None, help="bearer token for --url")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--task", type=int, default=None, help="task index (reproducible)")
+    p.add_argument("--split", default=None, help="task split, e.g. train or test")
+    p.add_argument("--options", default=None, help='more reset options as JSON, e.g. \'{"difficulty": "easy"}\'')
+    p.set_defaults(func=cmd_play)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

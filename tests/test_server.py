@@ -1,0 +1,262 @@
+"""The HTTP API, provoked for real against `evol serve` subprocesses on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import gymnasium as gym
+import pytest
+import requests
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from server.client import RemoteEnv, RemoteEnvError, ServerUnavailable, batch_step
+
+COUNTER = "acme/Counter-v0"
+
+
+def new_session(url: str, env_id: str = COUNTER, headers: dict | None = None) -> str:
+    answer = requests.post(f"{url}/sessions", json={"env": env_id}, headers=headers)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["session"]
+
+
+def error_of(response: requests.Response) -> str:
+    return response.json()["error"]["type"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from tests.conftest import ServerProcess
+
+    process = ServerProcess([COUNTER], "--capacity", "6", "--step-timeout", "1")
+    yield process
+    process.stop()
+
+
+def test_health_envs_and_openapi(server):
+    health = requests.get(f"{server.url}/health").json()
+    assert health["status"] == "ok" and health["capacity"] == 6
+    listed = {spec["id"]: spec for spec in requests.get(f"{server.url}/envs").json()}
+    assert set(listed) == {COUNTER}
+    assert listed[COUNTER]["max_turns"] == 12 and listed[COUNTER]["reward_range"] == [0.0, 1.0]
+    assert "## Rewards" in listed[COUNTER]["card"]
+    document = requests.get(f"{server.url}/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert {"/sessions", "/sessions/{sid}/step", "/step", "/health"} <= set(document["paths"])
+
+
+def test_episode_over_http(server):
+    sid = new_session(server.url)
+    reset = requests.post(f"{server.url}/sessions/{sid}/reset", json={"seed": 3, "options": {"task": 2}}).json()
+    assert reset["observation"] == "Counter: 0. Target: 3." and "instruction" in reset["info"]
+    for _ in range(3):
+        step = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"}).json()
+        assert step["reward"] == 0.0 and not step["terminated"]
+    step = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "submit"}).json()
+    assert step["terminated"] and step["reward"] == 1.0 and step["info"]["success"] is True
+    assert requests.delete(f"{server.url}/sessions/{sid}").status_code == 204
+
+
+@pytest.mark.parametrize(
+    "body, kind",
+    [
+        (b"{not json", "malformed_body"),
+        (b"[1, 2]", "malformed_body"),
+        (b"{}", "missing_field"),
+        (b'{"env": "nope/Missing-v0"}', "unknown_env"),
+        (b'{"env": "acme/Counter-v0", "kwargs": {"max_turns": -1}}', "bad_env_kwargs"),
+    ],
+)
+def test_bad_create_requests_answer_400(server, body, kind):
+    answer = requests.post(f"{server.url}/sessions", data=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and error_of(answer) == kind
+
+
+def test_bad_reset_and_step_bodies_answer_400(server):
+    sid = new_session(server.url)
+    answer = requests.post(f"{server.url}/sessions/{sid}/reset", json={"options": {"task": 10_000}})
+    assert answer.status_code == 400 and error_of(answer) == "bad_options"
+    answer = requests.post(f"{server.url}/sessions/{sid}/reset", json={"seed": "x"})
+    assert answer.status_code == 400
+    requests.post(f"{server.url}/sessions/{sid}/reset", json={})
+    answer = requests.post(f"{server.url}/sessions/{sid}/step", json={"act": "inc"})
+    assert answer.status_code == 400 and error_of(answer) == "missing_field"
+    answer = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": 5})
+    assert answer.status_code == 400
+    requests.delete(f"{server.url}/sessions/{sid}")
+
+
+def test_unknown_and_deleted_sessions_answer_404(server):
+    answer = requests.post(f"{server.url}/sessions/feedface/step", json={"action": "inc"})
+    assert answer.status_code == 404 and error_of(answer) == "unknown_session"
+    sid = new_session(server.url)
+    assert requests.delete(f"{server.url}/sessions/{sid}").status_code == 204
+    assert requests.post(f"{server.url}/sessions/{sid}/reset", json={}).status_code == 404
+    assert requests.delete(f"{server.url}/sessions/{sid}").status_code == 404
+
+
+def test_step_before_reset_and_after_end_answer_409(server):
+    sid = new_session(server.url)
+    answer = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"})
+    assert answer.status_code == 409 and error_of(answer) == "reset_needed"
+    requests.post(f"{server.url}/sessions/{sid}/reset", json={"options": {"task": 0}})
+    requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "submit"})
+    answer = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"})
+    assert answer.status_code == 409 and error_of(answer) == "episode_over"
+    # A new reset makes the session usable again.
+    assert requests.post(f"{server.url}/sessions/{sid}/reset", json={}).status_code == 200
+    requests.delete(f"{server.url}/sessions/{sid}")
+
+
+def test_too_large_body_and_action_answer_413(server):
+    sid = new_session(server.url)
+    requests.post(f"{server.url}/sessions/{sid}/reset", json={})
+    answer = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "x" * (2 << 20)})
+    assert answer.status_code == 413 and error_of(answer) == "too_large"
+    answer = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "x" * 5000})
+    assert answer.status_code == 413
+    # The session is untouched: the turn counter did not move.
+    step = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"}).json()
+    assert step["info"]["turn"] == 1
+    requests.delete(f"{server.url}/sessions/{sid}")
+
+
+def test_capacity_answers_429_then_recovers(server):
+    held = [new_session(server.url) for _ in range(6 - requests.get(f"{server.url}/health").json()["sessions"])]
+    answer = requests.post(f"{server.url}/sessions", json={"env": COUNTER})
+    assert answer.status_code == 429 and error_of(answer) == "at_capacity"
+    assert int(answer.headers["Retry-After"]) >= 1
+    requests.delete(f"{server.url}/sessions/{held.pop()}")
+    held.append(new_session(server.url))
+    for sid in held:
+        requests.delete(f"{server.url}/sessions/{sid}")
+
+
+def test_slow_step_answers_504_and_closes_the_session(server):
+    sid = new_session(server.url)
+    requests.post(f"{server.url}/sessions/{sid}/reset", json={})
+    started = time.monotonic()
+    answer = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "wait 3"})
+    assert answer.status_code == 504 and error_of(answer) == "step_timeout"
+    assert time.monotonic() - started < 2.5
+    assert requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"}).status_code == 404
+
+
+def test_concurrent_steps_on_one_session_never_interleave(server):
+    sid = new_session(server.url)
+    requests.post(f"{server.url}/sessions/{sid}/reset", json={"options": {"task": 6}})
+    turns: list[int] = []
+
+    def inc() -> None:
+        turns.append(requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"}).json()["info"]["turn"])
+
+    threads = [threading.Thread(target=inc) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(turns) == list(range(1, 11))
+    final = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "submit"}).json()
+    assert final["observation"] == "Submitted 10." and final["info"]["turn"] == 11
+    requests.delete(f"{server.url}/sessions/{sid}")
+
+
+def test_batch_step_mixes_results_and_errors(server):
+    a, b = new_session(server.url), new_session(server.url)
+    requests.post(f"{server.url}/sessions/{a}/reset", json={"options": {"task": 0}})
+    steps = [{"session": a, "action": "inc"}, {"session": b, "action": "inc"}, {"session": "nope", "action": "inc"}, {"session": a}]
+    results = requests.post(f"{server.url}/step", json={"steps": steps}).json()["results"]
+    assert [r["status"] for r in results] == [200, 409, 404, 400]
+    assert results[0]["observation"] == "Counter: 1."
+    answer = requests.post(f"{server.url}/step", json={"steps": "inc"})
+    assert answer.status_code == 400
+    for sid in (a, b):
+        requests.delete(f"{server.url}/sessions/{sid}")
+
+
+def test_token_guards_every_route_but_health(start_server):
+    server = start_server([COUNTER], "--token", "s3cret")
+    assert requests.get(f"{server.url}/health").status_code == 200
+    for method, path in [("GET", "/envs"), ("GET", "/openapi.json"), ("POST", "/sessions"), ("POST", "/step")]:
+        answer = requests.request(method, server.url + path, json={"env": COUNTER})
+        assert answer.status_code == 401 and error_of(answer) == "unauthorized"
+        wrong = requests.request(method, server.url + path, json={"env": COUNTER}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+    assert new_session(server.url, headers={"Authorization": "Bearer s3cret"})
+    env = RemoteEnv(COUNTER, url=server.url, token="s3cret")
+    env.reset(seed=0)
+    env.close()
+    with pytest.raises(RemoteEnvError) as caught:
+        RemoteEnv(COUNTER, url=server.url, token="wrong")
+    assert caught.value.status == 401
+
+
+def test_token_from_environment_variable(start_server):
+    server = start_server([COUNTER], env={"EVOL_TOKEN": "from-env"})
+    assert requests.get(f"{server.url}/envs").status_code == 401
+    assert requests.get(f"{server.url}/envs", headers={"Authorization": "Bearer from-env"}).status_code == 200
+
+
+def test_reaper_frees_idle_sessions(start_server):
+    server = start_server([COUNTER], "--ttl", "0.5")
+    sid = new_session(server.url)
+    assert requests.get(f"{server.url}/health").json()["sessions"] == 1
+    time.sleep(1.5)
+    assert requests.get(f"{server.url}/health").json()["sessions"] == 0
+    assert requests.post(f"{server.url}/sessions/{sid}/reset", json={}).status_code == 404
+
+
+def test_killed_server_gives_the_client_a_clear_error(start_server):
+    server = start_server([COUNTER])
+    env = RemoteEnv(COUNTER, url=server.url, retries=1)
+    env.reset(seed=0, options={"task": 1})
+    env.step("inc")
+    server.kill()
+    with pytest.raises(ServerUnavailable) as caught:
+        env.step("inc")
+    assert "cannot reach the env server" in str(caught.value) and server.url in str(caught.value)
+    env.close()  # closing after the server died does not raise
+
+
+def test_remote_env_passes_check_env_and_raises_server_errors(server):
+    env = RemoteEnv(COUNTER, url=server.url)
+    check_env(env, skip_render_check=True)
+    with pytest.raises(envs.EpisodeStateError):
+        fresh = RemoteEnv(COUNTER, url=server.url)
+        try:
+            fresh.step("inc")
+        finally:
+            fresh.close()
+    with pytest.raises(RemoteEnvError) as caught:
+        env.reset(options={"task": -1})
+    assert caught.value.status == 400 and caught.value.type == "bad_options"
+    env.close()
+
+
+def test_remote_env_runs_in_gymnasium_vector_envs(server):
+    vector = gym.vector.SyncVectorEnv([lambda: RemoteEnv(COUNTER, url=server.url) for _ in range(3)])
+    observations, infos = vector.reset(seed=[0, 1, 2], options={"task": 0})
+    assert list(observations) == ["Counter: 0. Target: 1."] * 3
+    observations, rewards, terminated, truncated, infos = vector.step(["inc", "inc", "dec"])
+    observations, rewards, terminated, truncated, infos = vector.step(["submit", "submit", "submit"])
+    assert list(rewards) == [1.0, 1.0, 0.0] and all(terminated)
+    vector.close()
+
+
+def test_sessions_spread_over_several_servers_and_batch_step(start_server):
+    first, second = start_server([COUNTER]), start_server([COUNTER])
+    remote = [RemoteEnv(COUNTER, url=[first.url, second.url]) for _ in range(4)]
+    assert {env.url for env in remote} == {first.url, second.url}
+    for env in remote:
+        env.reset(options={"task": 0})
+    results = batch_step(remote, ["inc"] * 4)
+    assert all(result[0] == "Counter: 1." for result in results)
+    results = batch_step(remote, ["submit"] * 4)
+    assert all(result[1] == 1.0 and result[2] for result in results)
+    errors = batch_step(remote, ["inc"] * 4)
+    assert all(isinstance(error, envs.EpisodeOver) for error in errors)
+    for env in remote:
+        env.close()
+    assert requests.get(f"{first.url}/health").json()["sessions"] == 0
