@@ -12,12 +12,15 @@ import envs
 
 def cmd_envs(args: argparse.Namespace) -> int:
     ids = args.ids or envs.env_ids()
-    try:
-        specs = [envs.env_spec(env_id) for env_id in ids]
-    except KeyError as error:
-        print(f"evol: {error.args[0]}", file=sys.stderr)
-        return 2
-    rows = [("id", "reward", "max turns", "multimodal", "description")]
+    specs, rows = [], [("id", "reward", "max turns", "multimodal", "description")]
+    for env_id in ids:
+        try:
+            specs.append(envs.env_spec(env_id))
+        except KeyError as error:
+            print(f"evol: {error.args[0]}", file=sys.stderr)
+            return 2
+        except ImportError as error:  # an optional dependency of that env is missing
+            rows.append((env_id, "-", "-", "-", f"(unavailable: {error})"))
     for spec in specs:
         low, high = spec["reward_range"]
         rows.append((spec["id"], f"[{low:g}, {high:g}]", str(spec["max_turns"]), "yes" if spec["multimodal"] else "no", spec["description"]))

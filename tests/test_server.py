@@ -30,7 +30,7 @@ def error_of(response: requests.Response) -> str:
 def server():
     from tests.conftest import ServerProcess
 
-    process = ServerProcess([COUNTER], "--capacity", "6", "--step-timeout", "1")
+    process = ServerProcess([COUNTER, "evol/BabyAI-v0"], "--capacity", "6", "--step-timeout", "1")
     yield process
     process.stop()
 
@@ -39,7 +39,7 @@ def test_health_envs_and_openapi(server):
     health = requests.get(f"{server.url}/health").json()
     assert health["status"] == "ok" and health["capacity"] == 6
     listed = {spec["id"]: spec for spec in requests.get(f"{server.url}/envs").json()}
-    assert set(listed) == {COUNTER}
+    assert set(listed) == {COUNTER, "evol/BabyAI-v0"}
     assert listed[COUNTER]["max_turns"] == 12 and listed[COUNTER]["reward_range"] == [0.0, 1.0]
     assert "## Rewards" in listed[COUNTER]["card"]
     document = requests.get(f"{server.url}/openapi.json").json()

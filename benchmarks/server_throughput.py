@@ -1,0 +1,151 @@
+"""Env server throughput: steps/s and step latency with 1, 8 and 32 clients, and the batch step.
+
+Starts `evol serve evol/BabyAI-v0` on loopback, then clients (threads spread over a few
+processes, each with its own keep-alive connection) loop reset + steps. Prints a table
+and writes it as JSON.
+
+    python benchmarks/server_throughput.py [--seconds 5] [--clients 1 8 32] [--batch 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+ENV = "evol/BabyAI-v0"
+MOVES = ["turn left", "turn right", "move forward"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def client_loop(url: str, workload: tuple, seconds: float, latencies: list[float], seed: int) -> None:
+    """One client: its own session and keep-alive connection, looping reset and steps."""
+    env_id, moves = workload
+    http = requests.Session()
+    rng = random.Random(seed)
+    sid = http.post(f"{url}/sessions", json={"env": env_id}).json()["session"]
+    deadline = time.perf_counter() + seconds
+    done = True
+    while time.perf_counter() < deadline:
+        if done:
+            http.post(f"{url}/sessions/{sid}/reset", json={"seed": rng.randrange(1 << 30)})
+        started = time.perf_counter()
+        answer = http.post(f"{url}/sessions/{sid}/step", json={"action": rng.choice(moves)}).json()
+        latencies.append(time.perf_counter() - started)
+        done = answer["terminated"] or answer["truncated"]
+    http.delete(f"{url}/sessions/{sid}")
+
+
+def client_process(url: str, workload: tuple, threads: int, seconds: float, seed: int, queue) -> None:
+    latencies: list[float] = []
+    workers = [
+        threading.Thread(target=client_loop, args=(url, workload, seconds, latencies, seed * 100 + i)) for i in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    queue.put(latencies)
+
+
+def measure_clients(url: str, workload: tuple, clients: int, seconds: float, processes: int) -> dict:
+    processes = min(processes, clients)
+    queue: mp.Queue = mp.Queue()
+    share = [clients // processes + (i < clients % processes) for i in range(processes)]
+    started = time.perf_counter()
+    workers = [mp.Process(target=client_process, args=(url, workload, n, seconds, i, queue)) for i, n in enumerate(share)]
+    for worker in workers:
+        worker.start()
+    latencies = np.concatenate([np.array(queue.get()) for _ in workers])
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "steps_per_s": len(latencies) / seconds,
+        "p50_ms": float(np.percentile(latencies, 50) * 1000),
+        "p99_ms": float(np.percentile(latencies, 99) * 1000),
+        "steps": int(len(latencies)),
+        "wall_s": elapsed,
+    }
+
+
+def measure_batch(url: str, workload: tuple, batch: int, seconds: float) -> dict:
+    env_id, moves = workload
+    http = requests.Session()
+    rng = random.Random(0)
+    sids = [http.post(f"{url}/sessions", json={"env": env_id}).json()["session"] for _ in range(batch)]
+    for sid in sids:
+        http.post(f"{url}/sessions/{sid}/reset", json={"seed": rng.randrange(1 << 30)})
+    steps = 0
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    while time.perf_counter() < deadline:
+        body = {"steps": [{"session": sid, "action": rng.choice(moves)} for sid in sids]}
+        results = http.post(f"{url}/step", json=body).json()["results"]
+        steps += len(results)
+        for sid, result in zip(sids, results):
+            if result["status"] != 200 or result["terminated"] or result["truncated"]:
+                http.post(f"{url}/sessions/{sid}/reset", json={})
+    elapsed = time.perf_counter() - started
+    for sid in sids:
+        http.delete(f"{url}/sessions/{sid}")
+    return {"batch": batch, "env_steps_per_s": steps / elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--processes", type=int, default=4, help="client processes the clients are spread over")
+    parser.add_argument("--batch", type=int, default=64, help="sessions stepped per POST /step")
+    parser.add_argument("--threads", type=int, default=8, help="server request threads")
+    parser.add_argument("--env", default=ENV, help="env to serve (its actions: --moves)")
+    parser.add_argument("--moves", nargs="+", default=MOVES, help="actions the clients pick from at random")
+    parser.add_argument("--out", default="benchmarks/results/server_throughput.json")
+    args = parser.parse_args()
+    workload = (args.env, tuple(args.moves))
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "evol.cli", "serve", args.env, "--port", str(port), "--threads", str(args.threads), "--capacity", "1024"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                requests.get(f"{url}/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        rows = [measure_clients(url, workload, n, args.seconds, args.processes) for n in args.clients]
+        batch = measure_batch(url, workload, args.batch, args.seconds)
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"{'clients':>8} {'steps/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for row in rows:
+        print(f"{row['clients']:>8} {row['steps_per_s']:>9.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}")
+    print(f"batch step ({batch['batch']} sessions per request): {batch['env_steps_per_s']:.0f} env steps/s")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"clients": rows, "batch": batch}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

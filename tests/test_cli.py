@@ -1,0 +1,55 @@
+"""The `evol` CLI run as a user runs it: a real process, real stdin."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+COUNTER = "acme/Counter-v0"
+
+
+def evol(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "evol.cli", *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_envs_lists_every_registered_env_with_its_card():
+    listing = evol("envs")
+    assert listing.returncode == 0
+    for env_id in ("evol/BabyAI-v0", "evol/TextWorld-v0", COUNTER):
+        assert env_id in listing.stdout
+    card = evol("envs", COUNTER)
+    assert "## Rewards" in card.stdout and "## Task options" in card.stdout
+
+
+def test_envs_names_an_unknown_id_clearly():
+    answer = evol("envs", "nope/Missing-v0")
+    assert answer.returncode == 2 and "unknown env 'nope/Missing-v0'" in answer.stderr
+
+
+def test_help_on_every_command():
+    for command in ([], ["envs"], ["serve"], ["play"]):
+        answer = evol(*command, "--help")
+        assert answer.returncode == 0 and "usage: evol" in answer.stdout
+
+
+def test_play_locally_to_success():
+    answer = evol("play", COUNTER, "--task", "1", stdin="inc\nhop\ninc\nsubmit\n")
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert "# Instruction" in answer.stdout and "(invalid action)" in answer.stdout
+    assert "SUCCESS: episode ended after 4 turns, total reward 1" in answer.stdout
+
+
+def test_play_over_a_server(start_server):
+    server = start_server([COUNTER])
+    answer = evol("play", COUNTER, "--url", server.url, "--task", "0", stdin="dec\nsubmit\n")
+    assert answer.returncode == 1
+    assert "FAILURE: episode ended after 2 turns" in answer.stdout
+
+
+def test_serve_refuses_an_unknown_env():
+    answer = evol("serve", "nope/Missing-v0", "--port", "1")
+    assert answer.returncode == 2 and "unknown env" in answer.stderr
