@@ -54,7 +54,8 @@ def client_loop(url: str, workload: tuple, seconds: float, latencies: list[float
 def client_process(url: str, workload: tuple, threads: int, seconds: float, seed: int, queue) -> None:
     latencies: list[float] = []
     workers = [
-        threading.Thread(target=client_loop, args=(url, workload, seconds, latencies, seed * 100 + i)) for i in range(threads)
+        threading.Thread(target=client_loop, args=(url, workload, seconds, latencies, seed * 100 + i))
+        for i in range(threads)
     ]
     for worker in workers:
         worker.start()
@@ -68,7 +69,10 @@ def measure_clients(url: str, workload: tuple, clients: int, seconds: float, pro
     queue: mp.Queue = mp.Queue()
     share = [clients // processes + (i < clients % processes) for i in range(processes)]
     started = time.perf_counter()
-    workers = [mp.Process(target=client_process, args=(url, workload, n, seconds, i, queue)) for i, n in enumerate(share)]
+    workers = [
+        mp.Process(target=client_process, args=(url, workload, n, seconds, i, queue))
+        for i, n in enumerate(share)
+    ]
     for worker in workers:
         worker.start()
     latencies = np.concatenate([np.array(queue.get()) for _ in workers])
@@ -109,12 +113,17 @@ def measure_batch(url: str, workload: tuple, batch: int, seconds: float) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--processes", type=int, default=4, help="client processes the clients are spread over")
+    parser.add_argument(
+        "--processes", type=int, default=4, help="client processes the clients are spread over"
+    )
     parser.add_argument("--batch", type=int, default=64, help="sessions stepped per POST /step")
     parser.add_argument("--threads", type=int, default=8, help="server request threads")
+    parser.add_argument("--server-flags", default="", help="more `evol serve` flags, e.g. '--step-timeout 0'")
     parser.add_argument("--env", default=ENV, help="env to serve (its actions: --moves)")
     parser.add_argument("--moves", nargs="+", default=MOVES, help="actions the clients pick from at random")
     parser.add_argument("--out", default="benchmarks/results/server_throughput.json")
@@ -124,7 +133,20 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "evol.cli", "serve", args.env, "--port", str(port), "--threads", str(args.threads), "--capacity", "1024"],
+        [
+            sys.executable,
+            "-m",
+            "evol.cli",
+            "serve",
+            args.env,
+            "--port",
+            str(port),
+            "--threads",
+            str(args.threads),
+            "--capacity",
+            "1024",
+            *args.server_flags.split(),
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:

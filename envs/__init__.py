@@ -1,8 +1,8 @@
 """EvolGym environments: one contract (`TextEnv`), one registry, one subpackage per family.
 
-    import envs
-    env = envs.make("evol/BabyAI-v0")                       # local
-    env = envs.make("evol/BabyAI-v0", url="http://127.0.0.1:8000")   # served
+import envs
+env = envs.make("evol/BabyAI-v0")                       # local
+env = envs.make("evol/BabyAI-v0", url="http://127.0.0.1:8000")   # served
 """
 
 from __future__ import annotations

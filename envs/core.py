@@ -138,7 +138,9 @@ class TextEnv(gym.Env):
         return int(task)
 
     def select_choice(self, options: dict[str, Any], key: str, choices: tuple | list, default: Any) -> Any:
-        value = options.get(key, default)
+        value = options.get(key)
+        if value is None:
+            value = default
         if value not in choices:
             raise TaskOptionError(f"options.{key} must be one of {list(choices)}, got {value!r}")
         return value

@@ -23,7 +23,15 @@ def cmd_envs(args: argparse.Namespace) -> int:
             rows.append((env_id, "-", "-", "-", f"(unavailable: {error})"))
     for spec in specs:
         low, high = spec["reward_range"]
-        rows.append((spec["id"], f"[{low:g}, {high:g}]", str(spec["max_turns"]), "yes" if spec["multimodal"] else "no", spec["description"]))
+        rows.append(
+            (
+                spec["id"],
+                f"[{low:g}, {high:g}]",
+                str(spec["max_turns"]),
+                "yes" if spec["multimodal"] else "no",
+                spec["description"],
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
@@ -93,14 +101,18 @@ def cmd_play(args: argparse.Namespace, read: Callable[[str], str] = input) -> in
             if terminated or truncated:
                 print(observation["text"] if isinstance(observation, dict) else observation)
                 outcome = "SUCCESS" if info.get("success") else "FAILURE"
-                print(f"\n{outcome}: episode {'ended' if terminated else 'truncated'} after {info['turn']} turns, total reward {total:g}")
+                print(
+                    f"\n{outcome}: episode {'ended' if terminated else 'truncated'} after {info['turn']} turns, total reward {total:g}"
+                )
                 return 0 if info.get("success") else 1
     finally:
         env.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evol", description="EvolGym: serve environments, run agents, evolve them.")
+    parser = argparse.ArgumentParser(
+        prog="evol", description="EvolGym: serve environments, run agents, evolve them."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("envs", help="list registered envs and show their cards")
@@ -113,11 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
-    p.add_argument("--capacity", type=int, default=256, help="live sessions at most (default 256); more get 429")
-    p.add_argument("--ttl", type=float, default=600.0, help="seconds before an idle session is reaped (default 600; 0 = never)")
-    p.add_argument("--step-timeout", type=float, default=30.0, help="seconds a reset/step may take (default 30; 0 = no limit)")
-    p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
-    p.add_argument("--token", default=None, help="bearer token required on every route but /health (or set EVOL_TOKEN)")
+    p.add_argument(
+        "--capacity", type=int, default=256, help="live sessions at most (default 256); more get 429"
+    )
+    p.add_argument(
+        "--ttl",
+        type=float,
+        default=600.0,
+        help="seconds before an idle session is reaped (default 600; 0 = never)",
+    )
+    p.add_argument(
+        "--step-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a reset/step may take (default 30; 0 = no limit)",
+    )
+    p.add_argument(
+        "--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)"
+    )
+    p.add_argument(
+        "--token", default=None, help="bearer token required on every route but /health (or set EVOL_TOKEN)"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("play", help="play an episode yourself in the terminal")
@@ -127,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--task", type=int, default=None, help="task index (reproducible)")
     p.add_argument("--split", default=None, help="task split, e.g. train or test")
-    p.add_argument("--options", default=None, help='more reset options as JSON, e.g. \'{"difficulty": "easy"}\'')
+    p.add_argument(
+        "--options", default=None, help='more reset options as JSON, e.g. \'{"difficulty": "easy"}\''
+    )
     p.set_defaults(func=cmd_play)
     return parser
 

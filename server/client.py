@@ -70,22 +70,30 @@ class ServerConnection:
         self._specs: dict[str, dict] | None = None
 
     @classmethod
-    def get(cls, url: str, token: str | None = None, timeout: float = 60.0, retries: int = 3) -> ServerConnection:
+    def get(
+        cls, url: str, token: str | None = None, timeout: float = 60.0, retries: int = 3
+    ) -> ServerConnection:
         key = (url.rstrip("/"), token)
         with cls._lock:
             if key not in cls._instances:
                 cls._instances[key] = cls(url, token, timeout, retries)
             return cls._instances[key]
 
-    def call(self, method: str, path: str, body: Any = None, idempotent: bool = False, timeout: float | None = None) -> Any:
+    def call(
+        self, method: str, path: str, body: Any = None, idempotent: bool = False, timeout: float | None = None
+    ) -> Any:
         attempts = 1 + (self.retries if idempotent else 0)
         for attempt in range(attempts):
             try:
-                response = self.http.request(method, self.url + path, json=body, timeout=timeout or self.timeout)
+                response = self.http.request(
+                    method, self.url + path, json=body, timeout=timeout or self.timeout
+                )
                 break
             except (requests.ConnectionError, requests.Timeout) as error:
                 if attempt + 1 == attempts:
-                    raise ServerUnavailable(None, "unreachable", f"cannot reach the env server: {error}", self.url) from None
+                    raise ServerUnavailable(
+                        None, "unreachable", f"cannot reach the env server: {error}", self.url
+                    ) from None
                 time.sleep(0.1 * 2**attempt)
         if response.status_code >= 400:
             try:
@@ -137,14 +145,21 @@ class RemoteEnv(gym.Env):
         self.connection = ServerConnection.get(_pick_url(urls), token, timeout, retries)
         specs = self.connection.specs()
         if env_id not in specs:
-            raise RemoteEnvError(400, "unknown_env", f"{env_id!r} is not served here; served: {', '.join(specs)}", self.connection.url)
+            raise RemoteEnvError(
+                400,
+                "unknown_env",
+                f"{env_id!r} is not served here; served: {', '.join(specs)}",
+                self.connection.url,
+            )
         self.env_spec = specs[env_id]
         self.max_turns = self.env_spec["max_turns"]
         self.max_action_length = self.env_spec["max_action_length"]
         self.reward_range = tuple(self.env_spec["reward_range"])
         text = TextSpace(1 << 20)
         if self.env_spec["multimodal"]:
-            self.observation_space = spaces.Dict({"text": text, "image": image_space(*self.env_spec["image_shape"])})
+            self.observation_space = spaces.Dict(
+                {"text": text, "image": image_space(*self.env_spec["image_shape"])}
+            )
         else:
             self.observation_space = text
         self.action_space = TextSpace(self.max_action_length, min_length=1)
@@ -222,7 +237,9 @@ def batch_step(remote_envs: Sequence[RemoteEnv], actions: Sequence[str]) -> list
         by_server.setdefault(env.connection, []).append(i)
     results: list[Any] = [None] * len(remote_envs)
     for connection, indices in by_server.items():
-        steps = [{"session": remote_envs[i]._path()[len("/sessions/") :], "action": actions[i]} for i in indices]
+        steps = [
+            {"session": remote_envs[i]._path()[len("/sessions/") :], "action": actions[i]} for i in indices
+        ]
         answer = connection.call("POST", "/step", {"steps": steps})
         for i, item in zip(indices, answer["results"]):
             if item["status"] == 200:

@@ -95,7 +95,10 @@ def openapi_document(env_ids: list[str]) -> dict[str, Any]:
             "/envs": {
                 "get": {
                     "summary": "Specs of the served envs (id, card, reward range, max turns, multimodal)",
-                    "responses": {"200": {"description": "env specs", **_json({"type": "array"})}, **_errors(401)},
+                    "responses": {
+                        "200": {"description": "env specs", **_json({"type": "array"})},
+                        **_errors(401),
+                    },
                 }
             },
             "/sessions": {
@@ -105,7 +108,10 @@ def openapi_document(env_ids: list[str]) -> dict[str, Any]:
                         {
                             "type": "object",
                             "required": ["env"],
-                            "properties": {"env": {"type": "string", "enum": env_ids}, "kwargs": {"type": "object"}},
+                            "properties": {
+                                "env": {"type": "string", "enum": env_ids},
+                                "kwargs": {"type": "object"},
+                            },
                         }
                     ),
                     "responses": {
@@ -122,12 +128,20 @@ def openapi_document(env_ids: list[str]) -> dict[str, Any]:
                     "summary": "Start an episode; options {task, split, difficulty} select a reproducible task",
                     "parameters": sid,
                     "requestBody": _json(
-                        {"type": "object", "properties": {"seed": {"type": "integer"}, "options": {"type": "object"}}}
+                        {
+                            "type": "object",
+                            "properties": {"seed": {"type": "integer"}, "options": {"type": "object"}},
+                        }
                     ),
                     "responses": {
                         "200": {
                             "description": "observation and info (info.instruction)",
-                            **_json({"type": "object", "properties": {"observation": observation, "info": {"type": "object"}}}),
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "properties": {"observation": observation, "info": {"type": "object"}},
+                                }
+                            ),
                         },
                         **_errors(400, 401, 404, 504),
                     },
@@ -138,10 +152,17 @@ def openapi_document(env_ids: list[str]) -> dict[str, Any]:
                     "summary": "Take one text action",
                     "parameters": sid,
                     "requestBody": _json(
-                        {"type": "object", "required": ["action"], "properties": {"action": {"type": "string"}}}
+                        {
+                            "type": "object",
+                            "required": ["action"],
+                            "properties": {"action": {"type": "string"}},
+                        }
                     ),
                     "responses": {
-                        "200": {"description": "step result", **_json({"$ref": "#/components/schemas/StepResult"})},
+                        "200": {
+                            "description": "step result",
+                            **_json({"$ref": "#/components/schemas/StepResult"}),
+                        },
                         **_errors(400, 401, 404, 409, 413, 504),
                     },
                 }
@@ -179,7 +200,10 @@ def openapi_document(env_ids: list[str]) -> dict[str, Any]:
                                     "items": {
                                         "type": "object",
                                         "required": ["session", "action"],
-                                        "properties": {"session": {"type": "string"}, "action": {"type": "string"}},
+                                        "properties": {
+                                            "session": {"type": "string"},
+                                            "action": {"type": "string"},
+                                        },
                                     },
                                 }
                             },
@@ -194,6 +218,8 @@ def openapi_document(env_ids: list[str]) -> dict[str, Any]:
                     },
                 }
             },
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}
+            },
         },
     }

@@ -79,7 +79,11 @@ class SessionStore:
         if self.ttl is None:
             return 0
         now = time.monotonic()
-        expired = [s.sid for s in list(self._sessions.values()) if now - s.last_used > self.ttl and not s.lock.locked()]
+        expired = [
+            s.sid
+            for s in list(self._sessions.values())
+            if now - s.last_used > self.ttl and not s.lock.locked()
+        ]
         return sum(self.remove(sid) is not None for sid in expired)
 
     def start_reaper(self) -> None:

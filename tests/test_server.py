@@ -49,7 +49,9 @@ def test_health_envs_and_openapi(server):
 
 def test_episode_over_http(server):
     sid = new_session(server.url)
-    reset = requests.post(f"{server.url}/sessions/{sid}/reset", json={"seed": 3, "options": {"task": 2}}).json()
+    reset = requests.post(
+        f"{server.url}/sessions/{sid}/reset", json={"seed": 3, "options": {"task": 2}}
+    ).json()
     assert reset["observation"] == "Counter: 0. Target: 3." and "instruction" in reset["info"]
     for _ in range(3):
         step = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"}).json()
@@ -124,7 +126,9 @@ def test_too_large_body_and_action_answer_413(server):
 
 
 def test_capacity_answers_429_then_recovers(server):
-    held = [new_session(server.url) for _ in range(6 - requests.get(f"{server.url}/health").json()["sessions"])]
+    held = [
+        new_session(server.url) for _ in range(6 - requests.get(f"{server.url}/health").json()["sessions"])
+    ]
     answer = requests.post(f"{server.url}/sessions", json={"env": COUNTER})
     assert answer.status_code == 429 and error_of(answer) == "at_capacity"
     assert int(answer.headers["Retry-After"]) >= 1
@@ -150,7 +154,9 @@ def test_concurrent_steps_on_one_session_never_interleave(server):
     turns: list[int] = []
 
     def inc() -> None:
-        turns.append(requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"}).json()["info"]["turn"])
+        turns.append(
+            requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"}).json()["info"]["turn"]
+        )
 
     threads = [threading.Thread(target=inc) for _ in range(10)]
     for thread in threads:
@@ -166,7 +172,12 @@ def test_concurrent_steps_on_one_session_never_interleave(server):
 def test_batch_step_mixes_results_and_errors(server):
     a, b = new_session(server.url), new_session(server.url)
     requests.post(f"{server.url}/sessions/{a}/reset", json={"options": {"task": 0}})
-    steps = [{"session": a, "action": "inc"}, {"session": b, "action": "inc"}, {"session": "nope", "action": "inc"}, {"session": a}]
+    steps = [
+        {"session": a, "action": "inc"},
+        {"session": b, "action": "inc"},
+        {"session": "nope", "action": "inc"},
+        {"session": a},
+    ]
     results = requests.post(f"{server.url}/step", json={"steps": steps}).json()["results"]
     assert [r["status"] for r in results] == [200, 409, 404, 400]
     assert results[0]["observation"] == "Counter: 1."
@@ -179,10 +190,17 @@ def test_batch_step_mixes_results_and_errors(server):
 def test_token_guards_every_route_but_health(start_server):
     server = start_server([COUNTER], "--token", "s3cret")
     assert requests.get(f"{server.url}/health").status_code == 200
-    for method, path in [("GET", "/envs"), ("GET", "/openapi.json"), ("POST", "/sessions"), ("POST", "/step")]:
+    for method, path in [
+        ("GET", "/envs"),
+        ("GET", "/openapi.json"),
+        ("POST", "/sessions"),
+        ("POST", "/step"),
+    ]:
         answer = requests.request(method, server.url + path, json={"env": COUNTER})
         assert answer.status_code == 401 and error_of(answer) == "unauthorized"
-        wrong = requests.request(method, server.url + path, json={"env": COUNTER}, headers={"Authorization": "Bearer nope"})
+        wrong = requests.request(
+            method, server.url + path, json={"env": COUNTER}, headers={"Authorization": "Bearer nope"}
+        )
         assert wrong.status_code == 401
     assert new_session(server.url, headers={"Authorization": "Bearer s3cret"})
     env = RemoteEnv(COUNTER, url=server.url, token="s3cret")

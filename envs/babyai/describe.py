@@ -10,11 +10,15 @@ their state. The labels are what the high-level actions name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
+from minigrid.core.world_object import Wall
 from minigrid.minigrid_env import MiniGridEnv
 
 OBJECT_TYPES = ("ball", "key", "box", "door")
 DIR_VECTORS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # minigrid's agent_dir 0..3
+_OUTSIDE = Wall()  # minigrid shows cells beyond the grid's edge as walls
 
 
 @dataclass(frozen=True)
@@ -48,33 +52,74 @@ class View:
         return {obj.label: obj for obj in self.objects}
 
 
+@cache
+def view_offsets(size: int, direction: int) -> tuple[tuple[int, int, int, int], ...]:
+    """For each cell `j * size + i` of the egocentric view (minigrid's layout: the agent at
+    `(size // 2, size - 1)` looking up), its (forward, right) steps and absolute offset."""
+    fx, fy = DIR_VECTORS[direction]
+    rx, ry = -fy, fx
+    half = size // 2
+    offsets = []
+    for j in range(size):
+        for i in range(size):
+            forward, right = size - 1 - j, i - half
+            offsets.append((forward, right, forward * fx + right * rx, forward * fy + right * ry))
+    return tuple(offsets)
+
+
+def visible_cells(env: MiniGridEnv) -> tuple[list[Any], list[bool]]:
+    """The view's cells and which of them the agent sees, as `env.gen_obs_grid()` has them.
+
+    Same occlusion rule as minigrid's `Grid.process_vis`, computed on the absolute grid
+    without building and rotating a sub-grid (about 4x faster).
+    """
+    size = env.agent_view_size
+    ax, ay = env.agent_pos
+    width, height = env.width, env.height
+    grid = env.grid.grid
+    cells = []
+    for _, _, dx, dy in view_offsets(size, env.agent_dir):
+        x, y = ax + dx, ay + dy
+        cells.append(grid[y * width + x] if 0 <= x < width and 0 <= y < height else _OUTSIDE)
+    seen = [False] * (size * size)
+    seen[size * size - 1 - size // 2] = True
+    for j in range(size - 1, -1, -1):
+        row = j * size
+        for i in range(size - 1):
+            v = row + i
+            if seen[v] and (cells[v] is None or cells[v].see_behind()):
+                seen[v + 1] = True
+                if j > 0:
+                    seen[v + 1 - size] = seen[v - size] = True
+        for i in range(size - 1, 0, -1):
+            v = row + i
+            if seen[v] and (cells[v] is None or cells[v].see_behind()):
+                seen[v - 1] = True
+                if j > 0:
+                    seen[v - 1 - size] = seen[v - size] = True
+    return cells, seen
+
+
 def scan_view(env: MiniGridEnv) -> View:
     """The objects and walls the agent sees now (occlusion as minigrid computes it)."""
-    grid, vis_mask = env.gen_obs_grid()
+    cells, seen = visible_cells(env)
     size = env.agent_view_size
     half = size // 2
     ax, ay = env.agent_pos
-    fx, fy = DIR_VECTORS[env.agent_dir]
-    rx, ry = -fy, fx
     width, height = env.width, env.height
+    agent = size * size - 1 - half
     found = []
-    cells = []
-    view_cells = grid.grid
-    for j in range(size):
-        forward = size - 1 - j
-        for i in range(size):
-            if not vis_mask[i, j]:
-                continue
-            right = i - half
-            x, y = ax + forward * fx + right * rx, ay + forward * fy + right * ry
-            if not (0 <= x < width and 0 <= y < height):
-                continue
-            cells.append((x, y))
-            if forward == 0 and right == 0:
-                continue  # the agent's own cell shows what it carries
-            cell = view_cells[j * size + i]
-            if cell is not None and cell.type in OBJECT_TYPES:
-                found.append((abs(forward) + abs(right), forward, right, cell, (x, y)))
+    absolute = []
+    for v, (forward, right, dx, dy) in enumerate(view_offsets(size, env.agent_dir)):
+        if not seen[v]:
+            continue
+        x, y = ax + dx, ay + dy
+        if not (0 <= x < width and 0 <= y < height):
+            continue
+        absolute.append((x, y))
+        cell = cells[v]
+        if v != agent and cell is not None and cell.type in OBJECT_TYPES:
+            found.append((abs(forward) + abs(right), forward, right, cell, (x, y)))
     found.sort(key=lambda item: item[:3])
     counts: dict[str, int] = {}
     objects = []
@@ -88,27 +133,21 @@ def scan_view(env: MiniGridEnv) -> View:
             SeenObject(f"{kind} {counts[kind]}", cell.type, cell.color, state, pos, forward, right)
         )
 
-    def is_wall(i: int, j: int) -> bool:
-        cell = view_cells[j * size + i]
-        return bool(vis_mask[i, j]) and cell is not None and cell.type == "wall"
+    def is_wall(v: int) -> bool:
+        return seen[v] and cells[v] is not None and cells[v].type == "wall"
 
     wall_ahead = None
-    for j in range(size - 2, -1, -1):
-        if not vis_mask[half, j]:
+    for v in range(agent - size, -1, -size):
+        if not seen[v]:
             break
-        cell = view_cells[j * size + half]
+        cell = cells[v]
         if cell is not None and not (cell.type == "door" and cell.is_open):
-            wall_ahead = size - 1 - j if cell.type == "wall" else None
+            wall_ahead = (agent - v) // size if cell.type == "wall" else None
             break
     here = env.grid.get(ax, ay)
     standing_in = f"{here.color} door" if here is not None and here.type == "door" else None
     return View(
-        tuple(objects),
-        tuple(cells),
-        wall_ahead,
-        is_wall(half - 1, size - 1),
-        is_wall(half + 1, size - 1),
-        standing_in,
+        tuple(objects), tuple(absolute), wall_ahead, is_wall(agent - 1), is_wall(agent + 1), standing_in
     )
 
 
@@ -149,9 +188,11 @@ def render(
     if view.wall_right:
         walls.append("a wall directly to your right")
     if walls:
-        lines.append("There is " + ", ".join(walls) + ".")
+        listed = ", ".join(walls[:-1]) + " and " + walls[-1] if len(walls) > 1 else walls[0]
+        lines.append(f"There is {listed}.")
     if view.standing_in:
         lines.append(f"You are standing in the open {view.standing_in}.")
     lines.append(f"You are carrying a {carrying}." if carrying else "You are not carrying anything.")
-    lines.append("Available actions: " + ", ".join(actions))
+    if actions:
+        lines.append("Available actions: " + ", ".join(actions))
     return "\n".join(lines)

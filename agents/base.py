@@ -1,0 +1,111 @@
+"""The agent interface: a batch of live episodes in, one action each out.
+
+A conversation is chat messages: the env's instruction as the system message,
+observations as user messages, the agent's replies as assistant messages. Backends
+(`agents.hf`, `agents.vllm_backend`, `agents.openai_compat`, `agents.scripted`) turn a batch of
+conversations into replies in one call; `parse_action` turns a reply into the action
+text the env receives (in one place, for every backend), and the raw reply is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str | list}
+
+
+@dataclass
+class SamplingParams:
+    """How a backend samples; every field has the same meaning in every backend."""
+
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    stop: list[str] = field(default_factory=list)  # generation stops before any of these
+    n: int = 1  # samples per conversation
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.max_new_tokens < 1 or self.n < 1:
+            raise ValueError("max_new_tokens and n must be >= 1")
+
+
+@dataclass
+class AgentInput:
+    """One live episode as an agent sees it.
+
+    `messages` is the conversation; `info` the env's last info (its `valid_actions` where
+    listed); `env` the env itself, for agents with privileged access (the expert).
+    """
+
+    messages: list[Message]
+    info: dict[str, Any] = field(default_factory=dict)
+    env: Any = None
+
+
+@dataclass
+class AgentOutput:
+    """A reply: the raw text (kept in the trajectory) and the action parsed from it."""
+
+    text: str
+    action: str
+    tokens: int = 0  # tokens generated, where the backend counts them
+    samples: list[str] = field(default_factory=list)  # all n samples' raw texts
+
+
+class Agent:
+    """Base class: subclasses implement `generate`; `act` parses actions from the replies."""
+
+    name: str = "agent"
+
+    def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
+        """`sampling.n` raw replies for each input, in order."""
+        raise NotImplementedError
+
+    def act(self, inputs: list[AgentInput], sampling: SamplingParams | None = None) -> list[AgentOutput]:
+        sampling = sampling or SamplingParams()
+        if not inputs:
+            return []
+        outputs = []
+        for replies in self.generate(inputs, sampling):
+            text = replies[0] if replies else ""
+            outputs.append(AgentOutput(text=text, action=parse_action(text), samples=list(replies)))
+        return outputs
+
+    def close(self) -> None:
+        """Free what the backend holds (models, connections)."""
+
+
+_ACTION_LINE = re.compile(r"^\s*Action\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_action(text: str) -> str:
+    """The action in a reply: the last `Action: ...` line if there is one, else the whole reply.
+
+    The ReAct form (`Thought: ...` then `Action: ...`) and a bare command both work; a
+    tool call's `Action Input:` lines are kept with their action.
+    """
+    matches = list(_ACTION_LINE.finditer(text))
+    if not matches:
+        return text.strip()
+    last = matches[-1]
+    rest = text[last.end() :]
+    tail = rest.strip()
+    if tail.lower().startswith("action input"):
+        return (last.group(1).strip() + "\n" + tail).strip()
+    return last.group(1).strip()
+
+
+def conversation(instruction: str, observations: list[str], actions: list[str]) -> list[Message]:
+    """The chat form of an episode so far: instruction, then observation/action turns."""
+    messages: list[Message] = [{"role": "system", "content": instruction}]
+    for i, observation in enumerate(observations):
+        messages.append({"role": "user", "content": observation})
+        if i < len(actions):
+            messages.append({"role": "assistant", "content": actions[i]})
+    return messages
