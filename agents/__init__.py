@@ -1,0 +1,41 @@
+"""EvolGym agents: one batched interface (`agents.base`) and its backends.
+
+An agent spec string picks a backend: `expert`, `random`, `hf:PATH`, `vllm:PATH`,
+`openai:URL#MODEL`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, conversation, parse_action
+
+
+def load_agent(spec: str, **kwargs: Any) -> Agent:
+    """Build the agent a spec string names; backends are imported only when asked for."""
+    kind, _, target = spec.partition(":")
+    if spec == "expert":
+        from agents.scripted import ExpertAgent
+
+        return ExpertAgent()
+    if spec == "random" or kind == "random":
+        from agents.scripted import RandomAgent
+
+        return RandomAgent(seed=int(target) if target else None)
+    if kind == "hf" and target:
+        from agents.hf import HFAgent
+
+        return HFAgent(target, **kwargs)
+    if kind == "vllm" and target:
+        from agents.vllm_backend import VLLMAgent
+
+        return VLLMAgent(target, **kwargs)
+    if kind == "openai" and target:
+        from agents.openai_compat import OpenAIAgent
+
+        url, _, model = target.partition("#")
+        return OpenAIAgent(url, model=model or None, **kwargs)
+    raise ValueError(f"unknown agent spec {spec!r}: use expert, random, hf:PATH, vllm:PATH or openai:URL#MODEL")
+
+
+__all__ = ["Agent", "AgentInput", "AgentOutput", "SamplingParams", "conversation", "load_agent", "parse_action"]
