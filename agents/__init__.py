@@ -35,7 +35,17 @@ def load_agent(spec: str, **kwargs: Any) -> Agent:
 
         url, _, model = target.partition("#")
         return OpenAIAgent(url, model=model or None, **kwargs)
-    raise ValueError(f"unknown agent spec {spec!r}: use expert, random, hf:PATH, vllm:PATH or openai:URL#MODEL")
+    raise ValueError(
+        f"unknown agent spec {spec!r}: use expert, random, hf:PATH, vllm:PATH or openai:URL#MODEL"
+    )
 
 
-__all__ = ["Agent", "AgentInput", "AgentOutput", "SamplingParams", "conversation", "load_agent", "parse_action"]
+__all__ = [
+    "Agent",
+    "AgentInput",
+    "AgentOutput",
+    "SamplingParams",
+    "conversation",
+    "load_agent",
+    "parse_action",
+]

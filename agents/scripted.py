@@ -31,4 +31,7 @@ class RandomAgent(Agent):
         self.fallback = fallback
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
-        return [[self.rng.choice(item.info.get("valid_actions") or self.fallback) for _ in range(sampling.n)] for item in inputs]
+        return [
+            [self.rng.choice(item.info.get("valid_actions") or self.fallback) for _ in range(sampling.n)]
+            for item in inputs
+        ]

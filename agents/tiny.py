@@ -27,9 +27,21 @@ CHAT_TEMPLATE = (
 
 PRESETS: dict[str, dict[str, int]] = {
     # ~1M parameters: BC + AgentEvol on the built-in envs in minutes on 2 CPU cores.
-    "tiny": {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 3, "num_attention_heads": 4, "vocab_size": 2048},
+    "tiny": {
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "vocab_size": 2048,
+    },
     # ~10M parameters: for a GPU or a patient CPU.
-    "small": {"hidden_size": 384, "intermediate_size": 1024, "num_hidden_layers": 6, "num_attention_heads": 6, "vocab_size": 4096},
+    "small": {
+        "hidden_size": 384,
+        "intermediate_size": 1024,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 6,
+        "vocab_size": 4096,
+    },
 }
 
 FALLBACK_CORPUS = [

@@ -45,12 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import ServerLimits
     from server.serve import serve
 
-    for env_id in args.envs:
-        try:
-            envs.env_class(env_id)
-        except KeyError as error:
-            print(f"evol: {error.args[0]}", file=sys.stderr)
-            return 2
+    if not _check_env_ids(args.envs):
+        return 2
     limits = ServerLimits(
         capacity=args.capacity,
         session_ttl=None if args.ttl <= 0 else args.ttl,
@@ -109,6 +105,107 @@ def cmd_play(args: argparse.Namespace, read: Callable[[str], str] = input) -> in
         env.close()
 
 
+def _sampling(args: argparse.Namespace):
+    from agents.base import SamplingParams
+
+    return SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, n=1
+    )
+
+
+def _engine(args: argparse.Namespace):
+    from agents import load_agent
+    from evol.rollout import RolloutEngine
+
+    return RolloutEngine(
+        load_agent(args.agent),
+        agent_name=args.agent,
+        concurrency=args.concurrency,
+        sampling=_sampling(args),
+        urls=args.url or None,
+        token=args.token,
+        max_turns=args.max_turns,
+        max_tokens=args.max_episode_tokens,
+    )
+
+
+def _check_env_ids(env_ids: list[str]) -> bool:
+    for env_id in env_ids:
+        try:
+            envs.env_class(env_id)
+        except KeyError as error:
+            print(f"evol: {error.args[0]}", file=sys.stderr)
+            return False
+    return True
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from evol.rollout import task_specs
+    from evol.trajectory import TrajectoryWriter
+
+    if not _check_env_ids(args.env):
+        return 2
+    specs = task_specs(args.env, args.episodes, split=args.split, samples=args.samples, start=args.start)
+    engine = _engine(args)
+    with TrajectoryWriter(args.out) as writer:
+        skipped = sum(spec.key in writer.done for spec in specs)
+        if skipped:
+            print(f"evol: resuming; {skipped} of {len(specs)} episodes are already in {args.out}")
+        try:
+            engine.run(specs, writer)
+        finally:
+            engine.close()
+    stats = engine.stats
+    print(
+        f"evol: {stats.episodes} episodes, success {stats.success_rate:.1%}, {stats.steps} steps, "
+        f"{stats.errors} errors, {stats.wall_s:.1f}s (agent {stats.agent_s:.1f}s, env {stats.env_s:.1f}s) -> {args.out}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evol.evaluate import markdown_table, write_report
+    from evol.rollout import task_specs
+    from evol.trajectory import TrajectoryWriter, read_trajectories
+
+    if not _check_env_ids(args.env):
+        return 2
+    out = Path(args.out)
+    specs = task_specs(args.env, args.episodes, split="test", samples=1)
+    keys = {spec.key for spec in specs}
+    engine = _engine(args)
+    with TrajectoryWriter(out / "trajectories.jsonl") as writer:
+        try:
+            engine.run(specs, writer)
+        finally:
+            engine.close()
+    trajectories = [t for t in read_trajectories(out / "trajectories.jsonl") if t.key in keys]
+    summary = write_report(trajectories, out, args.agent)
+    print(markdown_table(summary, title=f"Evaluation of {args.agent}"))
+    print(f"evol: wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'success.png'}")
+    return 0
+
+
+def _add_agent_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agent", required=True, help="agent spec: expert, random, hf:PATH, vllm:PATH, openai:URL#MODEL"
+    )
+    p.add_argument(
+        "--url", action="append", help="env server URL (repeat to spread over several); default: local envs"
+    )
+    p.add_argument("--token", default=None, help="bearer token for the env servers")
+    p.add_argument("--concurrency", type=int, default=32, help="episodes in flight (default 32)")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens per agent reply (default 64)")
+    p.add_argument(
+        "--max-turns", type=int, default=None, help="cap on turns per episode (default: the env's)"
+    )
+    p.add_argument("--max-episode-tokens", type=int, default=None, help="cap on generated tokens per episode")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evol", description="EvolGym: serve environments, run agents, evolve them."
@@ -159,6 +256,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--options", default=None, help='more reset options as JSON, e.g. \'{"difficulty": "easy"}\''
     )
     p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("rollout", help="collect trajectories (JSONL; reruns resume)")
+    p.add_argument("--env", nargs="+", required=True, metavar="ID", help="env ids")
+    p.add_argument("--episodes", type=int, required=True, help="tasks per env")
+    p.add_argument("--out", required=True, help="trajectory JSONL file")
+    p.add_argument("--samples", type=int, default=1, help="episodes per task (default 1)")
+    p.add_argument("--split", default="train", help="task split where the env has splits (default train)")
+    p.add_argument("--start", type=int, default=0, help="first task index (default 0)")
+    _add_agent_flags(p)
+    p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("eval", help="evaluate an agent on a fixed test task set; write results.json/.md/.png")
+    p.add_argument("--env", nargs="+", required=True, metavar="ID", help="env ids")
+    p.add_argument("--episodes", type=int, required=True, help="test tasks per env")
+    p.add_argument("--out", required=True, help="output directory")
+    _add_agent_flags(p)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -133,6 +133,11 @@ def create_app(env_ids: list[str], limits: ServerLimits | None = None) -> Flask:
             raise ApiError(409, "reset_needed", str(error)) from None
         except EpisodeOver as error:
             raise ApiError(409, "episode_over", str(error)) from None
+        except ApiError:
+            raise
+        except Exception as error:  # a bug in the env: this session's problem, not the server's
+            log.exception("env %s failed in step", session.env_id)
+            raise ApiError(500, "env_error", f"{type(error).__name__}: {error}") from None
         return {
             "observation": to_wire(observation),
             "reward": reward,

@@ -25,6 +25,7 @@ class CounterEnv(TextEnv):
     | `dec` | counter - 1 |
     | `submit` | ends the episode |
     | `wait S` | sleeps S seconds (lets tests provoke the server's step time limit) |
+    | `crash` | raises inside the env (lets tests check that a broken env is contained) |
 
     ## Rewards
     1 on submitting the target, else 0.
@@ -55,6 +56,8 @@ class CounterEnv(TextEnv):
         if action.startswith("wait "):
             time.sleep(float(action.split()[1]))
             return f"Counter: {self.counter}.", 0.0, False, {}
+        if action == "crash":
+            raise RuntimeError("the counter broke")
         if action == "inc":
             self.counter += 1
         elif action == "dec":

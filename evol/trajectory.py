@@ -1,0 +1,170 @@
+"""Trajectories: one episode a JSONL line, appended crash-safely, convertible to AgentGym's format.
+
+Fields (ARCHITECTURE.md): `env`, `task` (seed + options: enough to replay), `messages`
+(chat form; assistant messages are the agent's raw replies), `rewards` (per step),
+`reward` (the episode's return: the sum of step rewards, which for envs that reward only
+at the end is the last step's, as in AgentGym), `success`, `turns`, `agent`, `timing`;
+plus `actions` (what the env received), `key` (the episode's identity, for resuming),
+`sample`, `truncated`, `tokens` and `error` (an env or agent failure, else null).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Trajectory:
+    env: str
+    task: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    reward: float = 0.0
+    success: bool = False
+    turns: int = 0
+    truncated: bool = False
+    agent: str = ""
+    sample: int = 0
+    key: str = ""
+    tokens: int = 0
+    timing: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
+
+
+def episode_key(env_id: str, seed: int | None, options: dict[str, Any] | None, sample: int = 0) -> str:
+    """The identity of one episode to run: env, task and sample index."""
+    return f"{env_id}|{seed}|{json.dumps(options or {}, sort_keys=True)}|{sample}"
+
+
+class TrajectoryWriter:
+    """Appends trajectories to a JSONL file, one whole line per `os.write` + fsync.
+
+    Opening an existing file drops a torn last line (a killed run) and remembers the
+    finished episode keys, so a rerun skips them.
+    """
+
+    def __init__(self, path: str | Path, fsync: bool = True):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.done: set[str] = set()
+        if self.path.exists():
+            self._repair()
+            for trajectory in read_trajectories(self.path):
+                self.done.add(trajectory.key)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _repair(self) -> None:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+
+    def write(self, trajectory: Trajectory) -> None:
+        os.write(self._fd, (trajectory.to_json() + "\n").encode("utf-8"))
+        if self.fsync:
+            os.fsync(self._fd)
+        self.done.add(trajectory.key)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
+    """Every whole line of a trajectory file (a torn last line is skipped)."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break
+            if line.strip():
+                yield Trajectory.from_dict(json.loads(line))
+
+
+# ---- AgentGym's format ------------------------------------------------------------------
+FILLER = "Ok."
+
+
+def agentgym_task_name(env_id: str) -> str:
+    """`evol/BabyAI-v0` -> `babyai`: the prefix of AgentGym item ids."""
+    name = env_id.split("/")[-1]
+    return name.rsplit("-v", 1)[0].lower()
+
+
+def to_agentgym(trajectory: Trajectory) -> dict[str, Any]:
+    """`{item_id, conversations: [{from, loss, value}]}`; the filler turn carries no loss."""
+    messages = trajectory.messages
+    if not messages or messages[0]["role"] != "system":
+        raise ValueError("a trajectory's conversation starts with the system instruction")
+    index = trajectory.task.get("options", {}).get("task", 0)
+    conversations = [
+        {"from": "human", "loss": None, "value": messages[0]["content"]},
+        {"from": "gpt", "loss": False, "value": FILLER},
+    ]
+    for message in messages[1:]:
+        if message["role"] == "user":
+            conversations.append({"from": "human", "loss": None, "value": message["content"]})
+        else:
+            conversations.append({"from": "gpt", "loss": True, "value": message["content"]})
+    return {"item_id": f"{agentgym_task_name(trajectory.env)}_{index}", "conversations": conversations}
+
+
+def from_agentgym(item: dict[str, Any], env_id: str, split: str | None = None) -> Trajectory:
+    """The inverse of `to_agentgym` (the filler turn is dropped; rewards are unknown)."""
+    conversations = item["conversations"]
+    if not conversations or conversations[0]["from"] != "human":
+        raise ValueError("an AgentGym item starts with the human instruction")
+    messages = [{"role": "system", "content": conversations[0]["value"]}]
+    rest = conversations[1:]
+    if rest and rest[0]["from"] == "gpt" and rest[0]["value"] == FILLER and not rest[0].get("loss"):
+        rest = rest[1:]
+    for turn in rest:
+        messages.append(
+            {"role": "user" if turn["from"] == "human" else "assistant", "content": turn["value"]}
+        )
+    index = int(str(item["item_id"]).rsplit("_", 1)[-1])
+    options: dict[str, Any] = {"task": index}
+    if split:
+        options["split"] = split
+    actions = [m["content"] for m in messages if m["role"] == "assistant"]
+    return Trajectory(
+        env=env_id,
+        task={"seed": index, "options": options},
+        messages=messages,
+        actions=actions,
+        turns=len(actions),
+        agent="agentgym",
+        key=episode_key(env_id, index, options),
+    )
+
+
+def to_dataset(trajectories: Iterable[Trajectory]):
+    """A `datasets.Dataset` in chat form: `messages` plus env, reward and success columns."""
+    from datasets import Dataset
+
+    rows = [
+        {"messages": t.messages, "env": t.env, "reward": t.reward, "success": t.success, "key": t.key}
+        for t in trajectories
+    ]
+    return Dataset.from_list(rows)
