@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, conversation, parse_action
+from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, conversation, parse_action, window
 
 
 def load_agent(spec: str, **kwargs: Any) -> Agent:
@@ -48,4 +48,5 @@ __all__ = [
     "conversation",
     "load_agent",
     "parse_action",
+    "window",
 ]

@@ -101,6 +101,16 @@ def parse_action(text: str) -> str:
     return last.group(1).strip()
 
 
+def window(messages: list[Message], history_turns: int | None, instruction: bool = True) -> list[Message]:
+    """What an agent with a bounded memory sees: the system message (unless
+    `instruction=False`), the last `history_turns` (observation, action) turns, and the
+    current observation. `None` keeps every turn. Training examples are cut the same way."""
+    head = messages[:1] if instruction else []
+    if history_turns is None:
+        return head + messages[1:]
+    return head + messages[1:][-(2 * history_turns + 1) :]
+
+
 def conversation(instruction: str, observations: list[str], actions: list[str]) -> list[Message]:
     """The chat form of an episode so far: instruction, then observation/action turns."""
     messages: list[Message] = [{"role": "system", "content": instruction}]

@@ -188,6 +188,45 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import importlib
+
+    from evol.trainers import TRAINERS
+    from evol.trainers.config import ConfigError, load_config
+
+    module_name, config_name, trainer_name = TRAINERS[args.algorithm]
+    module = importlib.import_module(module_name)
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        overrides[key] = _yaml_value(value)
+    try:
+        config = load_config(getattr(module, config_name), args.config, overrides)
+    except ConfigError as error:
+        print(f"evol: bad config: {error}", file=sys.stderr)
+        return 2
+    result = getattr(module, trainer_name)(config).train()
+    if isinstance(result, dict):
+        from evol.trainers.agentevol import format_table
+
+        print(format_table(result))
+    else:
+        print(f"evol: trained model saved in {result.model_dir} ({result.tokens_per_s:.0f} tokens/s)")
+    return 0
+
+
+def _yaml_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from evol.quickstart import run_quickstart
+
+    return run_quickstart(args.out, fast=args.fast)
+
+
 def _add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--agent", required=True, help="agent spec: expert, random, hf:PATH, vllm:PATH, openai:URL#MODEL"
@@ -273,6 +312,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     _add_agent_flags(p)
     p.set_defaults(func=cmd_eval)
+
+    from evol.agent_server import add_serve_agent_parser
+
+    add_serve_agent_parser(sub)
+
+    p = sub.add_parser("train", help="train an agent: behaviour cloning or AgentEvol, from a YAML config")
+    p.add_argument("algorithm", choices=["bc", "agentevol"], help="which trainer")
+    p.add_argument("--config", required=True, help="YAML file mapping onto the trainer's config dataclass")
+    p.add_argument(
+        "--set", action="append", metavar="FIELD=VALUE", help="override one config field (YAML value)"
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "quickstart", help="the main job: evolve a tiny agent from scratch (BC, then AgentEvol)"
+    )
+    p.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
+    p.add_argument(
+        "--fast", action="store_true", help="a much smaller run that checks the pipeline in ~2 minutes"
+    )
+    p.set_defaults(func=cmd_quickstart)
     return parser
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 import envs
-from agents.base import Agent, AgentInput, AgentOutput, SamplingParams
+from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, window
 from evol.trajectory import Trajectory, TrajectoryWriter, episode_key
 from server.client import RemoteEnv, batch_step
 from server.wire import encode_image
@@ -128,7 +128,9 @@ class RolloutEngine:
     """Runs `EpisodeSpec`s with up to `concurrency` episodes in flight.
 
     `max_turns` caps every episode (below the env's own limit); `max_tokens` caps the
-    tokens an agent may generate in one episode. Finished trajectories go to `writer`
+    tokens an agent may generate in one episode; `history_turns` bounds what the agent
+    sees of the conversation (`agents.base.window`, with or without the instruction;
+    the trajectory keeps all of it). Finished trajectories go to `writer`
     (and are returned); specs whose key the writer already holds are skipped.
     """
 
@@ -145,6 +147,8 @@ class RolloutEngine:
         max_tokens: int | None = None,
         progress: bool = True,
         step_threads: int = 8,
+        history_turns: int | None = None,
+        instruction_in_context: bool = True,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -156,6 +160,8 @@ class RolloutEngine:
         self.max_turns = max_turns
         self.max_tokens = max_tokens
         self.progress = progress
+        self.history_turns = history_turns
+        self.instruction_in_context = instruction_in_context
         self.executor = ThreadPoolExecutor(max_workers=step_threads, thread_name_prefix="rollout")
         self.stats = RolloutStats()
 
@@ -185,6 +191,7 @@ class RolloutEngine:
             bar.set_postfix(
                 success=f"{self.stats.success_rate:.0%}",
                 steps_s=f"{self.stats.steps / max(elapsed, 1e-9):.0f}",
+                refresh=False,
             )
             if error is None:
                 self.pool.give_back(episode.spec.env, episode.env)
@@ -258,7 +265,14 @@ class RolloutEngine:
 
     def _act(self, live: list[LiveEpisode]) -> list[AgentOutput | str]:
         """Agent outputs for all live episodes; an episode whose reply failed gets the error text."""
-        inputs = [AgentInput(messages=e.trajectory.messages, info=e.info, env=e.env) for e in live]
+        inputs = [
+            AgentInput(
+                messages=window(e.trajectory.messages, self.history_turns, self.instruction_in_context),
+                info=e.info,
+                env=e.env,
+            )
+            for e in live
+        ]
         started = time.perf_counter()
         try:
             outputs: list[AgentOutput | str] = list(self.agent.act(inputs, self.sampling))

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import requests
+
+from server.launch import LaunchedServer, free_port  # noqa: F401 (tests import free_port here)
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_PATH = str(ROOT / "tests" / "plugin")
@@ -23,50 +20,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PLUGIN_PATH, os.environ
 os.environ.setdefault("EVOL_CACHE_DIR", tempfile.mkdtemp(prefix="evol-test-cache-"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """`evol serve` in a subprocess; `url` once /health answers."""
-
-    def __init__(self, env_ids: list[str], *flags: str, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "evol.cli", "serve", *env_ids, "--port", str(self.port), *flags]
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read()}")
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not start within 60 s")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+class ServerProcess(LaunchedServer):
+    """`evol serve` in a subprocess, with the test plugin importable."""
 
 
 @pytest.fixture

@@ -1,0 +1,283 @@
+"""A Hugging Face transformers backend: any local causal-LM checkpoint, on CPU or GPU.
+
+`HFAgent(path)` loads the model and tokenizer once; `generate` chat-templates each
+conversation, left-truncates it to the context window, and samples a whole batch in one
+`model.generate` call (left padding, KV cache). The prompt and stop-string helpers here
+are shared with `agents.vllm_backend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from agents.base import Agent, AgentInput, AgentOutput, Message, SamplingParams
+
+
+class TokenCountingAgent(Agent):
+    """An agent whose `generate` records the tokens it generated for each input.
+
+    Subclasses set `last_token_counts` (one count per input, all samples together) in
+    `generate`; `act` copies them into `AgentOutput.tokens`. Parsing stays in `Agent.act`.
+    """
+
+    last_token_counts: list[int]
+
+    def act(self, inputs: list[AgentInput], sampling: SamplingParams | None = None) -> list[AgentOutput]:
+        self.last_token_counts = []
+        outputs = super().act(inputs, sampling)
+        for output, count in zip(outputs, self.last_token_counts):
+            output.tokens = count
+        return outputs
+
+
+def text_only(message: Message) -> Message:
+    """`message` with list content (OpenAI multimodal parts) flattened to its text parts."""
+    content = message.get("content")
+    if isinstance(content, list):
+        texts = [part if isinstance(part, str) else part.get("text", "") for part in content]
+        content = "\n".join(text for text in texts if text)
+    return {**message, "content": content or ""}
+
+
+def render_chat(
+    tokenizer: Any, messages: list[Message], chat_template: str | None = None, generation_prompt: bool = True
+) -> str:
+    """The chat-template text of `messages`."""
+    if chat_template is None and not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            "the tokenizer has no chat template: pass chat_template= (a Jinja string) to the agent"
+        )
+    return tokenizer.apply_chat_template(
+        messages, chat_template=chat_template, add_generation_prompt=generation_prompt, tokenize=False
+    )
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    # The template's text already holds its special tokens (BOS included where it uses one).
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def chat_prompt_ids(
+    tokenizer: Any, messages: list[Message], max_tokens: int | None = None, chat_template: str | None = None
+) -> list[int]:
+    """Token ids of `messages` chat-templated with the generation prompt, at most `max_tokens` long.
+
+    A conversation that is too long loses its oldest turns first (the system message
+    stays, and what is kept starts at a user turn); if its last turn alone is still too
+    long, tokens are cut from the left, keeping the system message where it takes at most
+    half the budget.
+    """
+    messages = [text_only(message) for message in messages]
+    ids = encode(tokenizer, render_chat(tokenizer, messages, chat_template))
+    if max_tokens is None or len(ids) <= max_tokens:
+        return ids
+    head = messages[:1] if messages and messages[0]["role"] == "system" else []
+    turns = messages[len(head) :]
+    while len(turns) > 1:
+        turns = turns[1:]
+        while len(turns) > 1 and turns[0]["role"] != "user":
+            turns = turns[1:]
+        ids = encode(tokenizer, render_chat(tokenizer, head + turns, chat_template))
+        if len(ids) <= max_tokens:
+            return ids
+    head_ids: list[int] = []
+    if head:
+        text = render_chat(tokenizer, head + turns, chat_template)
+        head_text = render_chat(tokenizer, head, chat_template, generation_prompt=False)
+        if text.startswith(head_text):
+            head_ids = encode(tokenizer, head_text)
+            if len(head_ids) <= max_tokens // 2:
+                ids = encode(tokenizer, text[len(head_text) :])
+            else:
+                head_ids = []
+    return head_ids + ids[max(0, len(ids) - (max_tokens - len(head_ids))) :]
+
+
+def prompt_limit(max_context_tokens: int | None, max_new_tokens: int) -> int | None:
+    """The most prompt tokens that leave room for `max_new_tokens` (None: no limit)."""
+    if max_context_tokens is None:
+        return None
+    if max_new_tokens >= max_context_tokens:
+        raise ValueError(
+            f"max_new_tokens ({max_new_tokens}) leaves no room in a context of {max_context_tokens} tokens"
+        )
+    return max_context_tokens - max_new_tokens
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """`text` up to the first occurrence of any of the `stop` strings."""
+    cuts = [index for index in (text.find(s) for s in stop if s) if index >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    resolved = getattr(torch, dtype, None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+    return resolved
+
+
+class HFAgent(TokenCountingAgent):
+    """A local Hugging Face causal LM as an agent.
+
+    - `path`: a checkpoint directory (config, weights, tokenizer with a chat template).
+    - `device`: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    - `dtype`: "auto" (bfloat16/float16 on GPU, float32 on CPU), a name, or a `torch.dtype`.
+    - `batch_size`: most sequences (conversations x samples) in one `generate` call
+      (at least one conversation).
+    - `max_context_tokens`: prompt + new tokens; longer prompts are left-truncated
+      (see `chat_prompt_ids`). Default: the model's `max_position_embeddings`.
+    - `seed`: makes sampling reproducible (call k uses `seed + k`; torch's global RNG is untouched).
+    - `chat_template`: overrides the tokenizer's template (for base models without one).
+
+    `model` and `tokenizer` are the loaded objects; `close()` frees them.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        device: str = "auto",
+        dtype: str | torch.dtype = "auto",
+        batch_size: int = 64,
+        max_context_tokens: int | None = None,
+        seed: int | None = None,
+        chat_template: str | None = None,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.name = f"hf:{path}"
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.batch_size = batch_size
+        self.seed = seed
+        self.chat_template = chat_template
+        self.calls = 0
+        self.last_token_counts = []
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.pad_token_id = self.tokenizer.pad_token_id or 0  # masked out of every prompt: any id will do
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, self.device))
+        self.model.to(self.device).eval()
+        self.max_context_tokens = max_context_tokens or getattr(
+            self.model.config, "max_position_embeddings", None
+        )
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_token_ids = {
+            token for token in (eos if isinstance(eos, list) else [eos]) if token is not None
+        }
+
+    def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
+        """`sampling.n` replies per input; `last_token_counts` gets the tokens generated per input."""
+        if self.model is None:
+            raise RuntimeError("the agent is closed")
+        limit = prompt_limit(self.max_context_tokens, sampling.max_new_tokens)
+        prompts = [
+            chat_prompt_ids(self.tokenizer, item.messages, limit, self.chat_template) for item in inputs
+        ]
+        greedy = sampling.temperature == 0
+        samples = 1 if greedy else sampling.n  # greedy samples are all the same: generate one
+        per_call = max(1, self.batch_size // samples)
+        # Similar lengths share a call, so less of each forward is padding.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        replies: list[list[str]] = [[] for _ in prompts]
+        counts = [0] * len(prompts)
+        with self.seeded_rng():
+            for start in range(0, len(order), per_call):
+                chunk = order[start : start + per_call]
+                texts, lengths = self.generate_ids([prompts[i] for i in chunk], sampling, samples)
+                for j, i in enumerate(chunk):
+                    mine = texts[j * samples : (j + 1) * samples]
+                    replies[i] = mine * sampling.n if greedy else mine
+                    counts[i] = sum(lengths[j * samples : (j + 1) * samples])
+        self.calls += 1
+        self.last_token_counts = counts
+        return replies
+
+    @contextlib.contextmanager
+    def seeded_rng(self) -> Iterator[None]:
+        """Torch's RNG seeded with `seed + calls` inside, restored after; untouched without a seed."""
+        if self.seed is None:
+            yield
+            return
+        device = torch.device(self.device)
+        devices = [device.index or torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed + self.calls)
+            yield
+
+    def generate_ids(
+        self, prompts: list[list[int]], sampling: SamplingParams, samples: int
+    ) -> tuple[list[str], list[int]]:
+        """One `model.generate` call on left-padded `prompts`: `samples` replies per prompt and their token counts."""
+        width = max(len(ids) for ids in prompts)
+        pad = self.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
+        attention_mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device
+        )
+        options: dict[str, Any] = {"do_sample": False}
+        if sampling.temperature > 0:
+            # top_k=0: no top-k cut, as in vLLM and the OpenAI API.
+            options = {
+                "do_sample": True,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": 0,
+            }
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            num_return_sequences=samples,
+            stop_strings=[s for s in sampling.stop if s] or None,
+            eos_token_id=sorted(self.eos_token_ids) or None,
+            pad_token_id=pad,
+            bos_token_id=self.model.generation_config.bos_token_id,
+            use_cache=True,
+            **options,
+        )
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                tokenizer=self.tokenizer,
+            )
+        texts, lengths = [], []
+        for row in output[:, width:].tolist():
+            length = self.generated_length(row)
+            text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+            texts.append(cut_at_stop(text, sampling.stop))
+            lengths.append(length)
+        return texts, lengths
+
+    def generated_length(self, row: list[int]) -> int:
+        """Tokens generated in `row`: up to its first EOS (included), else without the padding after a stop."""
+        for index, token in enumerate(row):
+            if token in self.eos_token_ids:
+                return index + 1
+        length = len(row)
+        while length and row[length - 1] == self.pad_token_id:
+            length -= 1
+        return length
+
+    def close(self) -> None:
+        """Drop the model and tokenizer and give their memory back."""
+        self.model = None
+        self.tokenizer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,178 @@
+"""TextWorld games: which game a task is, and a disk cache that makes each game once.
+
+A task is a `GameParams` (rooms, objects, quest length, generator seed). `GameCache`
+turns it into a compiled game file, running TextWorld's generator the first time and
+reusing the file ever after. Several processes may ask for the same game at once: one
+generates it under a per-game `fcntl.flock` lock, into a temporary folder that is then
+renamed into place, so a reader never sees a half-written game.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import textworld
+from textworld import GameOptions
+from textworld.generator import Game, compile_game, make_game
+from textworld.generator.chaining import QuestGenerationError
+from textworld.generator.data import KnowledgeBase
+from textworld.generator.vtypes import NotEnoughNounsError
+
+# Bump when the way a game is made from its parameters changes: old cache entries are then ignored.
+GENERATION_VERSION = 1
+GAME_FILE = "game.z8"  # Next to it TextWorld writes game.json, which its state tracking reads.
+MAX_ATTEMPTS = 25  # hard games clash names in about 60% of seeds
+
+# (rooms, objects, quest length) of each difficulty.
+DIFFICULTIES: dict[str, tuple[int, int, int]] = {
+    "easy": (3, 5, 3),
+    "medium": (6, 10, 6),
+    "hard": (10, 20, 10),
+}
+# Inclusive bounds of the explicit overrides (bigger worlds can take minutes to generate).
+PARAM_LIMITS: dict[str, tuple[int, int]] = {
+    "world_size": (1, 20),
+    "nb_objects": (1, 40),
+    "quest_length": (1, 15),
+}
+
+
+class GameGenerationError(RuntimeError):
+    """TextWorld's generator made no playable game from these parameters."""
+
+
+@dataclass(frozen=True)
+class GameParams:
+    """Everything that decides a generated game."""
+
+    world_size: int
+    nb_objects: int
+    quest_length: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """The game's cache name: readable parameters and a hash of all of them."""
+        fields = {**asdict(self), "textworld": textworld.__version__, "version": GENERATION_VERSION}
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        return f"r{self.world_size}-o{self.nb_objects}-q{self.quest_length}-s{self.seed}-{digest}"
+
+
+def _seed_from(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256(json.dumps(parts).encode()).digest()[:4], "big") >> 2  # below 2**30
+
+
+def generator_seed(split: str, task: int, world_size: int, nb_objects: int, quest_length: int) -> int:
+    """The generator seed of task `task` of `split`; train seeds are even and test seeds odd."""
+    return 2 * _seed_from(split, task, world_size, nb_objects, quest_length) + (1 if split == "test" else 0)
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed of the `attempt`-th try at a game; it keeps the parity (the split) of `seed`."""
+    return seed if attempt == 0 else 2 * _seed_from(seed, attempt) + seed % 2
+
+
+def clashing_names(game: Game) -> list[tuple[str, str]]:
+    """Pairs of object names where every word of the first is in the second ("box", "cuboid box").
+
+    Inform's parser cannot tell such objects apart in a two-object command
+    (`take keycard from box`), so a game with them can be unwinnable.
+    """
+    names = sorted(
+        {info.name for info in game.infos.values() if info.type not in ("r", "P", "I") and info.name}
+    )
+    words = {name: set(name.lower().split()) for name in names}
+    return [(a, b) for a, b in itertools.permutations(names, 2) if words[a] <= words[b]]
+
+
+def plays_through(path: Path, game: Game) -> bool:
+    """Whether following TextWorld's walkthrough from each state wins the compiled game."""
+    env = textworld.start(str(path), request_infos=textworld.EnvInfos(policy_commands=True, won=True))
+    try:
+        state = env.reset()
+        for _ in range(2 * len(game.walkthrough) + 5):
+            if state.won or not state.policy_commands:
+                break
+            state, _, _ = env.step(state.policy_commands[0])
+        return bool(state.won)
+    finally:
+        env.close()
+
+
+@functools.cache
+def knowledge_base() -> KnowledgeBase:
+    """TextWorld's default logic and grammar, parsed once per process (about 0.4 s)."""
+    return KnowledgeBase.load()
+
+
+def generate_game(params: GameParams, path: Path) -> None:
+    """Generate and compile the game of `params` at `path` (a `.z8`; a `.json` goes beside it).
+
+    A generated game is kept only if its objects' names cannot be confused and its
+    walkthrough wins it; otherwise the next attempt seed is tried.
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        options = GameOptions()
+        options.kb = knowledge_base()
+        options.nb_rooms = params.world_size
+        options.nb_objects = params.nb_objects
+        options.quest_length = params.quest_length
+        options.seeds = attempt_seed(params.seed, attempt)
+        options.path = str(path)
+        options.force_recompile = True
+        try:
+            game = make_game(options)
+        except (QuestGenerationError, NotEnoughNounsError):
+            continue
+        if game.max_score <= 0 or not game.walkthrough or clashing_names(game):
+            continue
+        compile_game(game, options)
+        if plays_through(path, game):
+            return
+    raise GameGenerationError(f"TextWorld could not generate a game from {params} in {MAX_ATTEMPTS} attempts")
+
+
+class GameCache:
+    """Compiled games on disk under `root`, one folder per `GameParams.key`."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser()
+
+    def game_path(self, params: GameParams) -> Path:
+        return self.root / params.key / GAME_FILE
+
+    def get(self, params: GameParams) -> Path:
+        """The game file of `params`, generated now unless it is already cached."""
+        path = self.game_path(params)
+        if path.is_file():
+            return path
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{params.key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not path.is_file():  # another process may have made it while we waited
+                    self._generate_into_place(params, path.parent)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return path
+
+    def _generate_into_place(self, params: GameParams, folder: Path) -> None:
+        staging = Path(tempfile.mkdtemp(prefix=f".{params.key}.", dir=self.root))
+        try:
+            generate_game(params, staging / GAME_FILE)
+            staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
+            (staging / "params.json").write_text(json.dumps(asdict(params), indent=1) + "\n")
+            if folder.exists():  # a leftover without its game file (say, deleted by hand)
+                shutil.rmtree(folder)
+            os.rename(staging, folder)  # atomic: the folder appears with all its files
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

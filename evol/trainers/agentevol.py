@@ -1,0 +1,392 @@
+"""AgentEvol (Xi et al. 2024, AgentGym): behaviour cloning, then evolve by exploring.
+
+    evol train agentevol --config agentevol.yaml
+
+The run: collect expert trajectories on a base task set (or read them) -> build the
+model if a preset is named -> evaluate the untrained model -> behaviour cloning ->
+evaluate; then for each iteration: **explore** (K samples per task on the wider task
+set with the current policy, through the rollout engine and env servers the trainer
+launches itself or finds at `urls`) -> **filter/weight** (keep successes or rewards over
+a threshold, or weight the loss by reward: AgentEvol's reward-weighted likelihood, of
+which filtering is the binary case) -> **merge** with the expert data (this
+iteration's, or cumulative) -> **learn** (from the base model, as AgentGym's scripts
+do, or from the last one) -> **evaluate** on held-out test tasks.
+
+The run directory holds `config.yaml`, `state.json` (finished phases), `expert.jsonl`,
+`iter_N/explore.jsonl`, models (`bc/model`, `iter_N/model`), `eval/STAGE/` reports,
+`metrics.jsonl` and `learning_curve.png`. Rerunning the same command resumes after the
+last finished phase; a phase cut short keeps the trajectories it had written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import envs
+from agents.base import SamplingParams
+from agents.scripted import ExpertAgent
+from evol.evaluate import summarize
+from evol.rollout import RolloutEngine, task_specs
+from evol.trainers.config import save_config
+from evol.trainers.data import examples, load_trajectories, select
+from evol.trainers.sft import TrainSettings, fine_tune
+from evol.trajectory import TrajectoryWriter, read_trajectories
+
+TASK_KEYS = ("base_tasks", "explore_tasks", "eval_tasks")
+
+
+@dataclass
+class AgentEvolConfig:
+    """Every knob of an AgentEvol run, with its default."""
+
+    run_dir: str = "runs/agentevol"  # where everything of the run is written
+    envs: list[str] = field(default_factory=lambda: ["evol/BabyAI-v0"])  # env ids to learn
+    base_model: str = (
+        "tiny"  # an HF checkpoint directory, or a preset ("tiny", "small") built on the expert text
+    )
+    expert_data: list[str] = field(
+        default_factory=list
+    )  # BC trajectory files; empty: collect with the envs' experts
+    base_tasks: int = 100  # expert trajectories per env for BC: train tasks [0, base_tasks)
+    explore_tasks: int = 400  # the wider exploration set per env: train tasks [0, explore_tasks)
+    eval_tasks: int = 50  # held-out test tasks per env evaluated after each stage
+    env_tasks: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # per-env overrides of the three task counts
+    samples_per_task: int = 1  # K: exploration episodes per task
+    explore_temperature: float = 1.0  # sampling temperature when exploring (evaluation is greedy)
+    iterations: int = 2  # M: explore -> learn -> evaluate rounds after BC
+    keep: Literal["success", "threshold", "reward_weighted"] = "success"  # the filter/weight rule
+    reward_threshold: float | dict[str, float] = 0.99  # with keep=threshold: one value or one per env id
+    merge: Literal["base", "cumulative"] = (
+        "base"  # learn on expert + this iteration's data, or + all iterations'
+    )
+    learn_from: Literal["base", "last"] = (
+        "base"  # fine-tune the base model each iteration (AgentGym) or the last
+    )
+    eval_untrained: bool = True  # evaluate the model before any training
+    history_turns: int | None = None  # what the agent sees: None = the whole episode; k = the last k turns
+    instruction_in_context: bool = True  # whether the agent sees the env's instruction (the system message)
+    max_new_tokens: int = 32  # tokens per agent reply
+    concurrency: int = 32  # episodes in flight in every rollout
+    urls: list[str] = field(default_factory=list)  # env servers to use; empty: launch `servers` of them
+    servers: int = 1  # env servers the trainer launches when `urls` is empty
+    backend: Literal["hf", "vllm"] = "hf"  # how the policy generates
+    device: str = "auto"  # for the hf backend
+    seed: int = 0
+    progress: bool = True  # progress bars
+    bc_train: TrainSettings = field(default_factory=TrainSettings)  # how behaviour cloning learns
+    train: TrainSettings = field(default_factory=TrainSettings)  # how each iteration learns
+
+    def __post_init__(self) -> None:
+        if not self.envs:
+            raise ValueError("envs: name at least one env id")
+        for env_id in self.envs:
+            try:
+                envs.env_class(env_id)
+            except (KeyError, ImportError) as error:
+                raise ValueError(f"envs: {error}") from None
+        for name in (
+            "base_tasks",
+            "explore_tasks",
+            "eval_tasks",
+            "samples_per_task",
+            "concurrency",
+            "servers",
+            "max_new_tokens",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.explore_temperature < 0:
+            raise ValueError("explore_temperature must be >= 0")
+        if self.history_turns is not None and self.history_turns < 0:
+            raise ValueError("history_turns must be >= 0 or null")
+        for env_id, counts in self.env_tasks.items():
+            if env_id not in self.envs:
+                raise ValueError(f"env_tasks: {env_id!r} is not in envs")
+            unknown = set(counts) - set(TASK_KEYS)
+            if unknown:
+                raise ValueError(
+                    f"env_tasks.{env_id}: unknown key(s) {sorted(unknown)}; known: {list(TASK_KEYS)}"
+                )
+            if any(not isinstance(v, int) or v < 1 for v in counts.values()):
+                raise ValueError(f"env_tasks.{env_id}: counts must be integers >= 1")
+        from agents.tiny import PRESETS
+
+        if self.base_model not in PRESETS and not Path(self.base_model).is_dir():
+            raise ValueError(
+                f"base_model: {self.base_model!r} is neither a preset {sorted(PRESETS)} nor a directory"
+            )
+        for path in self.expert_data:
+            if not Path(path).exists():
+                raise ValueError(f"expert_data: {path} does not exist")
+
+    def tasks(self, env_id: str, kind: str) -> int:
+        return self.env_tasks.get(env_id, {}).get(kind, getattr(self, kind))
+
+
+class AgentEvolTrainer:
+    """config -> trainer -> `train()`: runs (or resumes) the whole AgentEvol loop."""
+
+    def __init__(self, config: AgentEvolConfig, log=print):
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.log = log
+        self.state_path = self.run_dir / "state.json"
+        self.urls: list[str] = list(config.urls)
+        self._servers: list[Any] = []
+
+    # ---- state --------------------------------------------------------------------------
+    def _done(self) -> list[str]:
+        return json.loads(self.state_path.read_text())["done"] if self.state_path.exists() else []
+
+    def _finish(self, phase: str, seconds: float) -> None:
+        done = self._done() + [phase]
+        self.state_path.write_text(json.dumps({"done": done}, indent=2))
+        self._metric({"phase": phase, "seconds": round(seconds, 2)})
+
+    def _metric(self, row: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def _phase(self, name: str, work) -> None:
+        if name in self._done():
+            self.log(f"[agentevol] {name}: done earlier, skipped")
+            return
+        self.log(f"[agentevol] {name} ...")
+        started = time.perf_counter()
+        work()
+        seconds = time.perf_counter() - started
+        self._finish(name, seconds)
+        self.log(f"[agentevol] {name}: {seconds:.1f}s")
+
+    # ---- pieces -------------------------------------------------------------------------
+    def _ensure_servers(self) -> None:
+        if self.urls:
+            return
+        from server.launch import LaunchedServer
+
+        for _ in range(self.config.servers):
+            server = LaunchedServer(
+                self.config.envs, "--capacity", "1024", log_path=self.run_dir / "servers.log"
+            )
+            self._servers.append(server)
+            self.urls.append(server.url)
+        self.log(f"[agentevol] env servers: {', '.join(self.urls)}")
+
+    def _policy(self, model_dir: Path):
+        if self.config.backend == "vllm":
+            from agents.vllm_backend import VLLMAgent
+
+            return VLLMAgent(str(model_dir), seed=self.config.seed)
+        from agents.hf import HFAgent
+
+        return HFAgent(str(model_dir), device=self.config.device, seed=self.config.seed)
+
+    def _rollout(self, agent, specs, out: Path, temperature: float) -> None:
+        self._ensure_servers()
+        engine = RolloutEngine(
+            agent,
+            concurrency=self.config.concurrency,
+            sampling=SamplingParams(temperature=temperature, max_new_tokens=self.config.max_new_tokens),
+            urls=self.urls,
+            history_turns=self.config.history_turns,
+            instruction_in_context=self.config.instruction_in_context,
+            progress=self.config.progress,
+        )
+        try:
+            with TrajectoryWriter(out) as writer:
+                engine.run(specs, writer)
+        finally:
+            engine.close()
+
+    def _expert_files(self) -> list[Path]:
+        return [Path(p) for p in self.config.expert_data] or [self.run_dir / "expert.jsonl"]
+
+    def _base_model_dir(self) -> Path:
+        if Path(self.config.base_model).is_dir():
+            return Path(self.config.base_model)
+        return self.run_dir / "base_model"
+
+    def _evaluate(self, stage: str, model_dir: Path, iteration: int) -> None:
+        out = self.run_dir / "eval" / stage
+        out.mkdir(parents=True, exist_ok=True)
+        specs = [
+            s
+            for env_id in self.config.envs
+            for s in task_specs([env_id], self.config.tasks(env_id, "eval_tasks"), split="test")
+        ]
+        self._rollout(self._policy(model_dir), specs, out / "trajectories.jsonl", temperature=0.0)
+        keys = {spec.key for spec in specs}
+        summary = summarize(t for t in read_trajectories(out / "trajectories.jsonl") if t.key in keys)
+        (out / "results.json").write_text(json.dumps(summary, indent=2))
+        for env_id, row in summary.items():
+            self._metric({"stage": stage, "iteration": iteration, "env": env_id, **row})
+        self.log(
+            f"[agentevol] {stage}: " + ", ".join(f"{e} {r['success_rate']:.1%}" for e, r in summary.items())
+        )
+
+    def _examples(self, selected: list) -> list[dict]:
+        return examples(selected, self.config.history_turns, self.config.instruction_in_context)
+
+    def _selected_expert(self) -> list:
+        return select(load_trajectories(self._expert_files()), "success")
+
+    # ---- the run ------------------------------------------------------------------------
+    def train(self) -> dict[str, dict[str, float]]:
+        config = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.run_dir / "config.yaml")
+        try:
+            self._run()
+        finally:
+            for server in self._servers:
+                server.stop()
+            self._servers.clear()
+        plot_learning_curve(self.run_dir / "metrics.jsonl", self.run_dir / "learning_curve.png")
+        return learning_table(self.run_dir / "metrics.jsonl")
+
+    def _run(self) -> None:
+        config = self.config
+        base_dir = self._base_model_dir()
+
+        if not config.expert_data:
+
+            def collect_expert() -> None:
+                specs = [
+                    s
+                    for env_id in config.envs
+                    for s in task_specs([env_id], config.tasks(env_id, "base_tasks"), split="train")
+                ]
+                self._rollout(ExpertAgent(), specs, self.run_dir / "expert.jsonl", temperature=0.0)
+
+            self._phase("expert", collect_expert)
+
+        if not Path(config.base_model).is_dir():
+
+            def build_model() -> None:
+                from agents.tiny import build_tiny_model
+
+                corpus = [
+                    part
+                    for t in load_trajectories(self._expert_files())
+                    for m in t.messages
+                    for part in ([m["content"]] if isinstance(m["content"], str) else [])
+                ]
+                build_tiny_model(base_dir, corpus, preset=config.base_model, seed=config.seed)
+
+            self._phase("base_model", build_model)
+
+        if config.eval_untrained:
+            self._phase("eval/untrained", lambda: self._evaluate("untrained", base_dir, -1))
+
+        def learn(out: Path, rows: list[dict], start: Path, settings: TrainSettings) -> None:
+            result = fine_tune(start, rows, out, settings)
+            self._metric(
+                {"stage": out.name, "examples": result.examples, "tokens": result.tokens, "train_s": round(result.seconds, 2),
+                 "tokens_per_s": round(result.tokens_per_s, 1), "truncated": result.truncated, "losses": result.losses}
+            )  # fmt: skip
+
+        bc_dir = self.run_dir / "bc"
+        self._phase(
+            "bc", lambda: learn(bc_dir, self._examples(self._selected_expert()), base_dir, config.bc_train)
+        )
+        self._phase("eval/bc", lambda: self._evaluate("bc", bc_dir / "model", 0))
+
+        last = bc_dir / "model"
+        for i in range(1, config.iterations + 1):
+            iteration_dir = self.run_dir / f"iter_{i}"
+            iteration_dir.mkdir(exist_ok=True)
+            policy_dir = last
+
+            def explore(policy_dir: Path = policy_dir, iteration_dir: Path = iteration_dir) -> None:
+                specs = [
+                    s
+                    for env_id in config.envs
+                    for s in task_specs(
+                        [env_id],
+                        config.tasks(env_id, "explore_tasks"),
+                        split="train",
+                        samples=config.samples_per_task,
+                    )
+                ]
+                self._rollout(
+                    self._policy(policy_dir),
+                    specs,
+                    iteration_dir / "explore.jsonl",
+                    config.explore_temperature,
+                )
+
+            self._phase(f"iter_{i}/explore", explore)
+
+            def learn_iteration(i: int = i, iteration_dir: Path = iteration_dir, last: Path = last) -> None:
+                sources = [
+                    self.run_dir / f"iter_{j}" / "explore.jsonl"
+                    for j in (range(1, i + 1) if config.merge == "cumulative" else [i])
+                ]
+                explored = select(load_trajectories(sources), config.keep, config.reward_threshold)
+                for env_id in config.envs:
+                    kept = sum(t.env == env_id for t, _ in explored)
+                    self._metric({"stage": f"iter_{i}", "env": env_id, "explore_kept": kept})
+                rows = self._examples(self._selected_expert()) + self._examples(explored)
+                start = base_dir if config.learn_from == "base" else last
+                learn(iteration_dir, rows, start, config.train)
+
+            self._phase(f"iter_{i}/learn", learn_iteration)
+            self._phase(
+                f"iter_{i}/eval", lambda i=i, d=iteration_dir: self._evaluate(f"iter_{i}", d / "model", i)
+            )
+            last = iteration_dir / "model"
+
+
+def learning_table(metrics_path: Path) -> dict[str, dict[str, float]]:
+    """{stage: {env: held-out success}} from the metrics file, in run order."""
+    table: dict[str, dict[str, float]] = {}
+    if not Path(metrics_path).exists():
+        return table
+    for line in Path(metrics_path).read_text().splitlines():
+        row = json.loads(line)
+        if "success_rate" in row:
+            table.setdefault(row["stage"], {})[row["env"]] = row["success_rate"]
+    return table
+
+
+def format_table(table: dict[str, dict[str, float]]) -> str:
+    env_ids = sorted({env_id for row in table.values() for env_id in row})
+    lines = ["| stage | " + " | ".join(env_ids) + " |", "|---|" + "---|" * len(env_ids)]
+    for stage, row in table.items():
+        lines.append(f"| {stage} | " + " | ".join(f"{row.get(e, float('nan')):.1%}" for e in env_ids) + " |")
+    return "\n".join(lines)
+
+
+def plot_learning_curve(metrics_path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = learning_table(metrics_path)
+    if not table:
+        return
+    stages = list(table)
+    env_ids = sorted({env_id for row in table.values() for env_id in row})
+    figure, axes = plt.subplots(figsize=(max(5, 1.1 * len(stages) + 2), 3.8))
+    for env_id in env_ids:
+        axes.plot(
+            stages, [table[s].get(env_id, float("nan")) * 100 for s in stages], marker="o", label=env_id
+        )
+    axes.set_ylim(-2, 102)
+    axes.set_ylabel("held-out success (%)")
+    axes.set_xlabel("stage")
+    axes.set_title("AgentEvol: held-out success per env")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)

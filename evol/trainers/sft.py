@@ -1,0 +1,203 @@
+"""Fine-tuning on chat trajectories with TRL's SFTTrainer: loss on assistant turns only,
+optionally weighted per trajectory (reward-weighted log-likelihood), optionally LoRA.
+
+`fine_tune(base_model, examples, output_dir, settings)` is the learning step shared by
+behaviour cloning and AgentEvol; it returns the directory of a normal HF checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """How one fine-tuning run learns (the `train:` section of a config file)."""
+
+    epochs: float = 1.0  # passes over the data (AgentGym's scripts: 1)
+    learning_rate: float = (
+        1e-5  # AgentGym's scripts: 1e-5; the tiny preset learns from scratch and wants ~2e-3
+    )
+    batch_size: int = 8  # sequences per device per step
+    gradient_accumulation_steps: int = 1  # global batch = batch_size * accumulation * devices (AgentGym: 32)
+    warmup_ratio: float = 0.1  # share of steps with linear warmup (AgentGym: 10%)
+    lr_scheduler: str = "linear"  # any transformers scheduler name
+    weight_decay: float = 0.0
+    max_length: int = 2048  # tokens per trajectory; longer ones keep their start (counted in the result)
+    save_steps: int | None = None  # save a checkpoint every N optimizer steps; None: only the final model
+    logging_steps: int = 10
+    seed: int = 0
+    bf16: bool = False  # bfloat16 mixed precision (GPUs that support it)
+    gradient_checkpointing: bool = False
+    lora: bool = False  # train LoRA adapters (peft) instead of all weights; merged into the saved model
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
+    progress: bool = True  # progress bar
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be > 0")
+        for name in ("batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("train.warmup_ratio must be in [0, 1)")
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    examples: int
+    tokens: int  # tokens seen (examples' lengths x epochs)
+    truncated: int  # examples longer than max_length
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def _weighted_trainer_class():
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    class WeightedCollator(DataCollatorForLanguageModeling):
+        def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+            weights = [float(example.pop("weight", 1.0)) for example in examples]
+            batch = super().torch_call(examples)
+            batch["weight"] = torch.tensor(weights, dtype=torch.float32)
+            return batch
+
+    class WeightedSFTTrainer(SFTTrainer):
+        """SFT whose per-token loss is scaled by each example's `weight` (1.0: plain NLL)."""
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if "weight" not in self._signature_columns:
+                self._signature_columns.append("weight")
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop("weight")
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits[:, :-1, :].float()
+            targets = labels[:, 1:].to(logits.device)
+            nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+            mask = (targets != -100).float()
+            total = (nll * mask * weights.to(logits.device)[:, None]).sum()
+            count = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+            loss = total / torch.as_tensor(count, device=logits.device).clamp(min=1)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedSFTTrainer, WeightedCollator
+
+
+def fine_tune(
+    base_model: str | Path,
+    examples: list[dict[str, Any]],
+    output_dir: str | Path,
+    settings: TrainSettings,
+) -> TrainResult:
+    """Fine-tune `base_model` on `examples` (`{"messages": [...], "weight": float}`) into `output_dir/model`."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig
+
+    if not examples:
+        raise ValueError("no training examples (check the data files and the reward filter)")
+    output_dir = Path(output_dir)
+    model_dir = output_dir / "model"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model, dtype=torch.bfloat16 if settings.bf16 else torch.float32
+    )
+    if settings.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=settings.lora_r,
+                lora_alpha=settings.lora_alpha,
+                lora_dropout=settings.lora_dropout,
+                target_modules=settings.lora_target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
+    rows = [{"messages": e["messages"], "weight": float(e.get("weight", 1.0))} for e in examples]
+    dataset = Dataset.from_list(rows)
+    steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
+    args = SFTConfig(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        warmup_steps=int(settings.warmup_ratio * steps_per_epoch * settings.epochs),
+        lr_scheduler_type=settings.lr_scheduler,
+        weight_decay=settings.weight_decay,
+        max_length=settings.max_length,
+        assistant_only_loss=True,
+        save_strategy="steps" if settings.save_steps else "no",
+        save_steps=settings.save_steps or 500,
+        logging_steps=settings.logging_steps,
+        seed=settings.seed,
+        bf16=settings.bf16,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        report_to="none",
+        disable_tqdm=not settings.progress,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer_class, collator_class = _weighted_trainer_class()
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        data_collator=collator_class(pad_token_id=tokenizer.pad_token_id),
+    )
+    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    truncated = sum(length >= settings.max_length for length in lengths)
+    if truncated:
+        log.warning(
+            "%d of %d trajectories were cut to max_length=%d tokens",
+            truncated,
+            len(rows),
+            settings.max_length,
+        )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    if settings.lora:
+        trainer.model = trainer.model.merge_and_unload()
+    trainer.model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return TrainResult(
+        model_dir=model_dir,
+        examples=len(rows),
+        tokens=int(sum(lengths) * settings.epochs),
+        truncated=truncated,
+        seconds=seconds,
+        losses=losses,
+    )

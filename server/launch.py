@@ -1,0 +1,72 @@
+"""Start `evol serve` processes from Python (trainers, benchmarks and tests use this)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LaunchedServer:
+    """An `evol serve` subprocess on a loopback port of its own; `url` once /health answers."""
+
+    def __init__(
+        self,
+        env_ids: list[str],
+        *flags: str,
+        env: dict[str, str] | None = None,
+        log_path: str | Path | None = None,
+        start_timeout: float = 60.0,
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "evol.cli", "serve", *env_ids, "--port", str(self.port), *flags]
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"env server exited with code {self.process.returncode}"
+                    + (f"; see {log_path}" if log_path else "")
+                )
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"env server did not answer within {start_timeout:.0f} s")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+    def __enter__(self) -> LaunchedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

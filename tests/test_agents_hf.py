@@ -1,0 +1,173 @@
+"""The transformers backend on a real tiny checkpoint built locally (no downloads)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from agents import load_agent  # noqa: E402
+from agents.base import AgentInput, SamplingParams, parse_action  # noqa: E402
+from agents.hf import HFAgent, chat_prompt_ids  # noqa: E402
+from agents.tiny import build_tiny_model  # noqa: E402
+
+SYSTEM = "You are an agent in a grid world. Answer with one action."
+GREEDY = SamplingParams(max_new_tokens=12)
+
+
+def chat(observation: str, turns: int = 0) -> list[dict]:
+    messages = [{"role": "system", "content": SYSTEM}]
+    for turn in range(turns):
+        messages += [
+            {"role": "user", "content": f"Step {turn}: you see a wall."},
+            {"role": "assistant", "content": "Action: turn left"},
+        ]
+    return messages + [{"role": "user", "content": observation}]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A tiny Llama whose weights are large enough that its greedy replies depend on the prompt."""
+    from transformers import AutoModelForCausalLM
+
+    path = build_tiny_model(
+        tmp_path_factory.mktemp("tiny"), [SYSTEM, "You see a red ball. Action: go to the red ball"]
+    )
+    model = AutoModelForCausalLM.from_pretrained(path)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def agent(model_path):
+    agent = HFAgent(model_path, device="cpu")
+    yield agent
+    agent.close()
+
+
+def test_prompt_is_the_chat_template_with_generation_prompt(agent):
+    messages = chat("You see a red ball.", turns=1)
+    ids = chat_prompt_ids(agent.tokenizer, messages)
+    text = agent.tokenizer.decode(ids)
+    assert text.startswith(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n")
+    assert text.endswith("<|im_start|>user\nYou see a red ball.<|im_end|>\n<|im_start|>assistant\n")
+    expected = agent.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert ids == agent.tokenizer(expected, add_special_tokens=False)["input_ids"]
+
+
+def test_multimodal_content_is_flattened_to_its_text(agent):
+    parts = [
+        {"type": "text", "text": "You see a red ball."},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+    ]
+    flat = chat_prompt_ids(agent.tokenizer, [{"role": "user", "content": "You see a red ball."}])
+    assert chat_prompt_ids(agent.tokenizer, [{"role": "user", "content": parts}]) == flat
+
+
+def test_batched_greedy_replies_match_replies_generated_alone(agent):
+    inputs = [AgentInput(chat(f"You see a red ball {k} steps away. " * k, turns=k % 3)) for k in range(1, 6)]
+    batched = agent.generate(inputs, GREEDY)
+    alone = [agent.generate([item], GREEDY)[0] for item in inputs]
+    assert batched == alone
+    assert all(len(replies) == 1 for replies in batched)
+    assert len({replies[0] for replies in batched}) > 1  # the replies depend on the prompt
+
+
+def test_batch_size_splits_the_batch_without_changing_replies(model_path, agent):
+    inputs = [AgentInput(chat("go " * k)) for k in range(1, 6)]
+    small = HFAgent(model_path, device="cpu", batch_size=2)
+    assert small.generate(inputs, GREEDY) == agent.generate(inputs, GREEDY)
+
+
+def test_temperature_gives_n_different_samples_per_input(agent):
+    inputs = [AgentInput(chat("You see a red ball.")), AgentInput(chat("You see a blue box.", turns=2))]
+    replies = agent.generate(inputs, SamplingParams(temperature=1.0, n=3, max_new_tokens=12))
+    assert [len(samples) for samples in replies] == [3, 3]
+    assert all(len(set(samples)) > 1 for samples in replies)
+
+
+def test_greedy_with_n_repeats_the_greedy_reply(agent):
+    inputs = [AgentInput(chat("You see a red ball."))]
+    replies = agent.generate(inputs, SamplingParams(n=2, max_new_tokens=12))
+    assert replies == [[agent.generate(inputs, GREEDY)[0][0]] * 2]
+
+
+def test_seed_makes_sampling_reproducible(model_path):
+    inputs = [AgentInput(chat("You see a red ball."))]
+    sampling = SamplingParams(temperature=1.0, n=2, max_new_tokens=12)
+    first, second = HFAgent(model_path, device="cpu", seed=7), HFAgent(model_path, device="cpu", seed=7)
+    assert first.generate(inputs, sampling) == second.generate(inputs, sampling)
+    assert first.generate(inputs, sampling) == second.generate(inputs, sampling)
+
+
+def test_stop_strings_cut_replies_before_the_first_stop(agent):
+    inputs = [AgentInput(chat("You see a red ball."))]
+    full = agent.act(inputs, SamplingParams(max_new_tokens=24))[0]
+    # Two printable characters from the middle of the reply make a stop string.
+    start = next(
+        i
+        for i in range(4, len(full.text) - 1)
+        if full.text[i : i + 2].isascii() and full.text[i : i + 2].isprintable()
+    )
+    stop = full.text[start : start + 2]
+    expected = full.text[: full.text.index(stop)]
+    stopped = agent.act(inputs, SamplingParams(max_new_tokens=24, stop=["never appears", stop]))[0]
+    assert stopped.text == expected
+    assert stopped.tokens < full.tokens  # generation stopped early, not only the text
+
+
+def test_act_parses_actions_and_counts_tokens(agent):
+    inputs = [AgentInput(chat("You see a red ball.")), AgentInput(chat("You see a grey key.", turns=1))]
+    outputs = agent.act(inputs, SamplingParams(temperature=1.0, n=2, max_new_tokens=8))
+    assert len(outputs) == 2
+    for output in outputs:
+        assert output.text == output.samples[0] and len(output.samples) == 2
+        assert output.action == parse_action(output.text)
+        assert 0 < output.tokens <= 2 * 8
+    greedy = agent.act(inputs, SamplingParams(max_new_tokens=8))
+    assert all(0 < output.tokens <= 8 for output in greedy)
+    assert agent.act([], GREEDY) == []
+
+
+def test_load_agent_builds_an_hf_agent_from_a_spec(model_path):
+    agent = load_agent("hf:" + model_path, device="cpu")
+    assert isinstance(agent, HFAgent)
+    assert agent.act([AgentInput(chat("You see a red ball."))], GREEDY)[0].tokens > 0
+    agent.close()
+    assert agent.model is None and agent.tokenizer is None
+
+
+def test_long_conversation_is_truncated_keeping_the_system_message(model_path):
+    agent = HFAgent(model_path, device="cpu", max_context_tokens=256)
+    messages = chat("You see a red ball.", turns=40)
+    ids = chat_prompt_ids(agent.tokenizer, messages, 256 - GREEDY.max_new_tokens)
+    text = agent.tokenizer.decode(ids)
+    assert len(ids) <= 256 - GREEDY.max_new_tokens
+    assert text.startswith(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\nStep ")
+    assert text.endswith("You see a red ball.<|im_end|>\n<|im_start|>assistant\n")
+    assert "Step 0:" not in text
+    assert len(agent.act([AgentInput(messages)], GREEDY)) == 1
+
+
+def test_one_overlong_message_is_cut_from_the_left(agent):
+    messages = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "red ball " * 3000 + "THE END"},
+    ]
+    ids = chat_prompt_ids(agent.tokenizer, messages, 200)
+    text = agent.tokenizer.decode(ids)
+    assert len(ids) == 200
+    assert text.startswith(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n")
+    assert text.endswith("THE END<|im_end|>\n<|im_start|>assistant\n")
+    # Past the model's 2048 positions: the default context limit truncates it too.
+    assert agent.act([AgentInput(messages)], GREEDY)[0].tokens > 0

@@ -1,0 +1,55 @@
+"""The vLLM backend on a real tiny checkpoint; runs only where vLLM and a GPU are."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+
+pytest.importorskip("vllm")
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("vLLM needs a GPU", allow_module_level=True)
+
+from agents import load_agent  # noqa: E402
+from agents.base import AgentInput, SamplingParams, parse_action  # noqa: E402
+from agents.tiny import build_tiny_model  # noqa: E402
+from agents.vllm_backend import VLLMAgent  # noqa: E402
+
+SYSTEM = "You are an agent in a grid world. Answer with one action."
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    path = build_tiny_model(
+        tmp_path_factory.mktemp("tiny"), [SYSTEM, "You see a red ball. Action: go to the red ball"]
+    )
+    agent = load_agent(
+        f"vllm:{path}", gpu_memory_utilization=0.2, max_model_len=512, enforce_eager=True, seed=0
+    )
+    yield agent
+    agent.close()
+
+
+def test_vllm_agent_returns_n_replies_per_input(agent):
+    assert isinstance(agent, VLLMAgent)
+    inputs = [
+        AgentInput(
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "You see a red ball."}]
+        ),
+        AgentInput([{"role": "user", "content": "You see a blue box. " * 5}]),
+    ]
+    replies = agent.generate(inputs, SamplingParams(temperature=1.0, n=3, max_new_tokens=8))
+    assert [len(samples) for samples in replies] == [3, 3]
+    outputs = agent.act(inputs, SamplingParams(temperature=1.0, n=2, max_new_tokens=8))
+    for output in outputs:
+        assert len(output.samples) == 2 and output.action == parse_action(output.text)
+        assert 0 < output.tokens <= 16
+
+
+def test_vllm_agent_greedy_n_and_truncation(agent):
+    long_chat = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "red ball " * 2000}]
+    replies = agent.generate([AgentInput(long_chat)], SamplingParams(n=2, max_new_tokens=8))
+    assert len(replies[0]) == 2 and replies[0][0] == replies[0][1]
