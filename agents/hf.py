@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from agents.base import Agent, AgentInput, AgentOutput, Message, SamplingParams
+from agents.prefix_cache import PrefixCache, batch_cache, row_layers
 
 
 class TokenCountingAgent(Agent):
@@ -141,6 +142,8 @@ class HFAgent(TokenCountingAgent):
       (see `chat_prompt_ids`). Default: the model's `max_position_embeddings`.
     - `seed`: makes sampling reproducible (call k uses `seed + k`; torch's global RNG is untouched).
     - `chat_template`: overrides the tokenizer's template (for base models without one).
+    - `prefix_cache`: how many conversations keep their KV cache between calls (0: none).
+      A conversation's next turn then prefills only its new tokens (greedy or n=1 calls).
 
     `model` and `tokenizer` are the loaded objects; `close()` frees them.
     """
@@ -154,6 +157,7 @@ class HFAgent(TokenCountingAgent):
         max_context_tokens: int | None = None,
         seed: int | None = None,
         chat_template: str | None = None,
+        prefix_cache: int = 0,
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -164,6 +168,7 @@ class HFAgent(TokenCountingAgent):
         self.chat_template = chat_template
         self.calls = 0
         self.last_token_counts = []
+        self.prefix_cache = PrefixCache(prefix_cache) if prefix_cache > 0 else None
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -224,12 +229,30 @@ class HFAgent(TokenCountingAgent):
         self, prompts: list[list[int]], sampling: SamplingParams, samples: int
     ) -> tuple[list[str], list[int]]:
         """One `model.generate` call on left-padded `prompts`: `samples` replies per prompt and their token counts."""
-        width = max(len(ids) for ids in prompts)
         pad = self.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
-        attention_mask = torch.tensor(
-            [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device
-        )
+        cached = self.prefix_cache is not None and samples == 1
+        # Row layout: [pad][cached prefix] [pad][new tokens]; the cache covers the first `reuse_width` columns.
+        found = [self.prefix_cache.lookup(ids) for ids in prompts] if cached else [(None, 0)] * len(prompts)
+        reuse = [length for _, length in found]
+        reuse_width = max(reuse)
+        rest_width = max(len(ids) - r for ids, r in zip(prompts, reuse))
+        rows, mask = [], []
+        for ids, r in zip(prompts, reuse):
+            head, tail = reuse_width - r, rest_width - (len(ids) - r)
+            rows.append([pad] * head + ids[:r] + [pad] * tail + ids[r:])
+            mask.append([0] * head + [1] * r + [0] * tail + [1] * (len(ids) - r))
+        width = reuse_width + rest_width
+        input_ids = torch.tensor(rows, device=self.device)
+        attention_mask = torch.tensor(mask, device=self.device)
+        extra: dict[str, Any] = {}
+        if reuse_width:
+            entries = [(self.prefix_cache.entries[key] if key is not None else None, r) for key, r in found]
+            extra["cache"] = batch_cache(
+                entries, reuse_width, input_ids.float(), self.model.config.num_hidden_layers
+            )
+        if cached:
+            self.prefix_cache.hits += sum(reuse)
+            self.prefix_cache.misses += sum(len(ids) for ids in prompts) - sum(reuse)
         options: dict[str, Any] = {"do_sample": False}
         if sampling.temperature > 0:
             # top_k=0: no top-k cut, as in vLLM and the OpenAI API.
@@ -247,6 +270,7 @@ class HFAgent(TokenCountingAgent):
             pad_token_id=pad,
             bos_token_id=self.model.generation_config.bos_token_id,
             use_cache=True,
+            return_dict_in_generate=cached,
             **options,
         )
         with torch.inference_mode():
@@ -255,13 +279,22 @@ class HFAgent(TokenCountingAgent):
                 attention_mask=attention_mask,
                 generation_config=config,
                 tokenizer=self.tokenizer,
+                **extra,
             )
+        sequences = output.sequences if cached else output
         texts, lengths = [], []
-        for row in output[:, width:].tolist():
+        for i, row in enumerate(sequences[:, width:].tolist()):
             length = self.generated_length(row)
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
             texts.append(cut_at_stop(text, sampling.stop))
             lengths.append(length)
+            if cached and length > 1:
+                # The cache holds the prompt and every generated token but the last (never fed back).
+                fed = attention_mask[i].nonzero().flatten()
+                positions = torch.cat([fed, torch.arange(width, width + length - 1, device=fed.device)])
+                self.prefix_cache.store(
+                    prompts[i] + row[: length - 1], row_layers(output.cache, i, positions), found[i][0]
+                )
         return texts, lengths
 
     def generated_length(self, row: list[int]) -> int:
@@ -276,6 +309,8 @@ class HFAgent(TokenCountingAgent):
 
     def close(self) -> None:
         """Drop the model and tokenizer and give their memory back."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
         self.model = None
         self.tokenizer = None
         gc.collect()

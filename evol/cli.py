@@ -117,8 +117,9 @@ def _engine(args: argparse.Namespace):
     from agents import load_agent
     from evol.rollout import RolloutEngine
 
+    kwargs = {"prefix_cache": args.prefix_cache} if args.agent.startswith("hf:") and args.prefix_cache else {}
     return RolloutEngine(
-        load_agent(args.agent),
+        load_agent(args.agent, **kwargs),
         agent_name=args.agent,
         concurrency=args.concurrency,
         sampling=_sampling(args),
@@ -243,6 +244,12 @@ def _add_agent_flags(p: argparse.ArgumentParser) -> None:
         "--max-turns", type=int, default=None, help="cap on turns per episode (default: the env's)"
     )
     p.add_argument("--max-episode-tokens", type=int, default=None, help="cap on generated tokens per episode")
+    p.add_argument(
+        "--prefix-cache",
+        type=int,
+        default=0,
+        help="hf agents: keep the KV cache of this many conversations between turns (default 0: off)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

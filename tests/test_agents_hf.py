@@ -171,3 +171,21 @@ def test_one_overlong_message_is_cut_from_the_left(agent):
     assert text.endswith("THE END<|im_end|>\n<|im_start|>assistant\n")
     # Past the model's 2048 positions: the default context limit truncates it too.
     assert agent.act([AgentInput(messages)], GREEDY)[0].tokens > 0
+
+
+def test_prefix_cache_continues_conversations_with_the_same_replies(model_path, agent):
+    cached = HFAgent(model_path, device="cpu", prefix_cache=8)
+    conversations = [chat(f"room {i} has a red ball", turns=i) for i in range(4)]
+    sampling = SamplingParams(max_new_tokens=6)
+    for turn in range(3):
+        plain = agent.act([AgentInput(messages=c) for c in conversations], sampling)
+        fast = cached.act([AgentInput(messages=c) for c in conversations], sampling)
+        assert [o.text for o in fast] == [o.text for o in plain]
+        for conversation, output in zip(conversations, plain):
+            conversation += [
+                {"role": "assistant", "content": output.text},
+                {"role": "user", "content": f"step {turn}"},
+            ]
+    # After the first call, most of every prompt came from the cache.
+    assert cached.prefix_cache.hits > cached.prefix_cache.misses
+    assert len(cached.prefix_cache.entries) == 4

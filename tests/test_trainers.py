@@ -1,0 +1,180 @@
+"""BC and AgentEvol at tiny sizes: real tiny models, real TRL training, real env servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.base import AgentInput, SamplingParams
+from agents.scripted import ExpertAgent
+from agents.tiny import build_tiny_model
+from evol.rollout import RolloutEngine, task_specs
+from evol.trainers.agentevol import AgentEvolConfig, AgentEvolTrainer
+from evol.trainers.bc import BCConfig, BCTrainer
+from evol.trainers.config import ConfigError, from_mapping, load_config
+from evol.trainers.sft import TrainSettings
+from evol.trajectory import TrajectoryWriter, read_trajectories
+from tests.conftest import ROOT
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+COUNTER = "acme/Counter-v0"
+QUICK = {"epochs": 1.0, "learning_rate": 3e-3, "batch_size": 8, "progress": False, "logging_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def expert_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("expert") / "expert.jsonl"
+    engine = RolloutEngine(ExpertAgent(), concurrency=8, progress=False)
+    with TrajectoryWriter(path) as writer:
+        engine.run(task_specs([COUNTER], 6), writer)
+    return path
+
+
+def test_bc_lowers_the_loss_and_reproduces_a_memorised_action(expert_file, tmp_path):
+    corpus = [m["content"] for t in read_trajectories(expert_file) for m in t.messages]
+    base = build_tiny_model(tmp_path / "base", corpus)
+    config = BCConfig(
+        model=str(base),
+        data=[str(expert_file)],
+        output_dir=str(tmp_path / "bc"),
+        history_turns=0,
+        train=TrainSettings(**{**QUICK, "epochs": 40.0, "batch_size": 16, "logging_steps": 5}),
+    )
+    result = BCTrainer(config).train()
+    assert result.losses[-1] < result.losses[0] / 4, result.losses
+    from agents.hf import HFAgent
+
+    agent = HFAgent(str(result.model_dir), device="cpu")
+    trajectory = next(read_trajectories(expert_file))
+    # The first turn of task 0 (target 1): the expert said "inc"; after "inc" it said "submit".
+    first = [trajectory.messages[0], trajectory.messages[1]]
+    second = [trajectory.messages[0], trajectory.messages[3]]
+    outputs = agent.act(
+        [AgentInput(messages=first), AgentInput(messages=second)], SamplingParams(max_new_tokens=6)
+    )
+    assert [o.action for o in outputs] == [trajectory.actions[0], trajectory.actions[1]] == ["inc", "submit"]
+    summary = json.loads((tmp_path / "bc" / "train_summary.json").read_text())
+    assert summary["kept"] == 6 and summary["tokens_per_s"] > 0
+    assert (tmp_path / "bc" / "config.yaml").exists()
+
+
+def tiny_agentevol(run_dir: Path, **overrides) -> AgentEvolConfig:
+    settings = {
+        "run_dir": str(run_dir),
+        "envs": [COUNTER],
+        "base_tasks": 4,
+        "explore_tasks": 6,
+        "eval_tasks": 3,
+        "iterations": 1,
+        "history_turns": 0,
+        "max_new_tokens": 4,
+        "concurrency": 8,
+        "progress": False,
+        "bc_train": dict(QUICK),
+        "train": dict(QUICK),
+        **overrides,
+    }
+    return from_mapping(AgentEvolConfig, settings)
+
+
+def test_one_agentevol_iteration_writes_every_artifact(tmp_path):
+    run_dir = tmp_path / "run"
+    table = AgentEvolTrainer(tiny_agentevol(run_dir), log=lambda _: None).train()
+    assert list(table) == ["untrained", "bc", "iter_1"]
+    for artifact in [
+        "config.yaml",
+        "state.json",
+        "expert.jsonl",
+        "base_model/config.json",
+        "eval/untrained/results.json",
+        "bc/model/model.safetensors",
+        "eval/bc/trajectories.jsonl",
+        "iter_1/explore.jsonl",
+        "iter_1/model/model.safetensors",
+        "eval/iter_1/results.json",
+        "metrics.jsonl",
+        "learning_curve.png",
+    ]:
+        assert (run_dir / artifact).exists(), artifact
+    explored = list(read_trajectories(run_dir / "iter_1" / "explore.jsonl"))
+    assert len(explored) == 6 and {t.task["options"]["task"] for t in explored} == set(range(6))
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    phases = [m["phase"] for m in metrics if "phase" in m]
+    assert phases == [
+        "expert",
+        "base_model",
+        "eval/untrained",
+        "bc",
+        "eval/bc",
+        "iter_1/explore",
+        "iter_1/learn",
+        "iter_1/eval",
+    ]
+    assert any(m.get("explore_kept") is not None for m in metrics)
+
+
+def test_interrupted_agentevol_resumes_from_its_last_finished_phase(tmp_path):
+    run_dir = tmp_path / "run"
+    config_path = tmp_path / "agentevol.yaml"
+    import yaml
+
+    config = tiny_agentevol(run_dir)
+    from evol.trainers.config import to_mapping
+
+    config_path.write_text(yaml.safe_dump(to_mapping(config)))
+    command = [sys.executable, "-m", "evol.cli", "train", "agentevol", "--config", str(config_path)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "state.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if state.exists() and "bc" in json.loads(state.read_text())["done"]:
+            break
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    done_before = json.loads(state.read_text())["done"]
+    assert "bc" in done_before and "iter_1/eval" not in done_before
+    expert_lines = (run_dir / "expert.jsonl").read_text()
+    bc_weights = (run_dir / "bc" / "model" / "model.safetensors").stat().st_mtime
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert (
+        "expert: done earlier, skipped" in finished.stdout and "bc: done earlier, skipped" in finished.stdout
+    )
+    assert (run_dir / "expert.jsonl").read_text() == expert_lines
+    assert (run_dir / "bc" / "model" / "model.safetensors").stat().st_mtime == bc_weights
+    assert json.loads(state.read_text())["done"][-1] == "iter_1/eval"
+    assert "| iter_1 |" in finished.stdout
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"iterations": -1}, "iterations"),
+        ({"keep": "best"}, "keep"),
+        ({"base_tasks": "many"}, "base_tasks"),
+        ({"learning_rate": 0.1}, "learning_rate"),
+        ({"envs": ["nope/Missing-v0"]}, "envs"),
+        ({"train": {"epochs": 0}}, "epochs"),
+        ({"env_tasks": {"evol/BabyAI-v0": {"base_tasks": 3}}}, "env_tasks"),
+    ],
+)
+def test_bad_agentevol_config_is_refused_naming_the_field(tmp_path, change, field):
+    import yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "envs": [COUNTER], **change}))
+    with pytest.raises(ConfigError, match=field):
+        load_config(AgentEvolConfig, path)
+    answer = subprocess.run(
+        [sys.executable, "-m", "evol.cli", "train", "agentevol", "--config", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert answer.returncode == 2 and "bad config" in answer.stderr and field in answer.stderr
+    assert not (tmp_path / "run").exists(), "nothing may start before the config is checked"
