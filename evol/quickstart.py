@@ -20,12 +20,8 @@ TEXTWORLD = "evol/TextWorld-v0"
 
 def quickstart_config(out: str, fast: bool = False) -> AgentEvolConfig:
     """The embedded default run (sized for 2 CPU cores in about 15 minutes; `fast`: ~2 minutes)."""
-    bc = TrainSettings(
-        epochs=4, learning_rate=3e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50, progress=True
-    )
-    evolve = TrainSettings(
-        epochs=4, learning_rate=3e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50, progress=True
-    )
+    bc = TrainSettings(epochs=8, learning_rate=3e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50)
+    evolve = TrainSettings(epochs=2, learning_rate=2e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50)
     if fast:
         return AgentEvolConfig(
             run_dir=out,
@@ -44,16 +40,16 @@ def quickstart_config(out: str, fast: bool = False) -> AgentEvolConfig:
     return AgentEvolConfig(
         run_dir=out,
         envs=[BABYAI, TEXTWORLD],
-        base_tasks=200,
+        base_tasks=150,
         explore_tasks=600,
-        eval_tasks=60,
-        env_tasks={TEXTWORLD: {"base_tasks": 20, "explore_tasks": 30, "eval_tasks": 10}},
+        eval_tasks=200,
+        env_tasks={TEXTWORLD: {"base_tasks": 20, "explore_tasks": 40, "eval_tasks": 20}},
         samples_per_task=1,
         explore_temperature=1.0,
-        iterations=2,
+        iterations=3,
         keep="success",
         merge="base",
-        learn_from="base",
+        learn_from="last",  # continue from the last model: on 2 CPU cores a restart from scratch costs too much
         history_turns=0,
         instruction_in_context=False,  # the observation carries the goal and the actions: 3x shorter contexts
         max_new_tokens=12,

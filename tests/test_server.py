@@ -253,6 +253,15 @@ def test_remote_env_passes_check_env_and_raises_server_errors(server):
     env.close()
 
 
+def test_remote_env_runs_under_gymnasium_wrappers(server):
+    env = gym.wrappers.RecordEpisodeStatistics(gym.wrappers.TimeLimit(RemoteEnv(COUNTER, url=server.url), 3))
+    env.reset(seed=0, options={"task": 6})
+    for _ in range(3):
+        *_, terminated, truncated, info = env.step("inc")
+    assert truncated and not terminated and info["episode"]["l"] == 3
+    env.close()
+
+
 def test_remote_env_runs_in_gymnasium_vector_envs(server):
     vector = gym.vector.SyncVectorEnv([lambda: RemoteEnv(COUNTER, url=server.url) for _ in range(3)])
     observations, infos = vector.reset(seed=[0, 1, 2], options={"task": 0})

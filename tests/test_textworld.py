@@ -224,3 +224,18 @@ def test_card_has_the_sections():
     for section in ("Description", "Instruction and action format", "Rewards", "Success", "Termination"):
         assert f"## {section}" in card
     assert "## Task options" in card and "## Registered configurations" in card
+
+
+def test_threads_of_one_process_generate_different_games_at_once(tmp_path):
+    """A server resets many sessions from many threads: generation must not race."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def play(k: int) -> bool:
+        env = envs.make("evol/TextWorld-v0", cache_dir=str(tmp_path))
+        try:
+            return envs.run_expert(env, seed=k, options={"task": 100 + k, "split": "train"}).success
+        finally:
+            env.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert all(pool.map(play, range(6)))

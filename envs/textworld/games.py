@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -141,6 +142,11 @@ def generate_game(params: GameParams, path: Path) -> None:
     raise GameGenerationError(f"TextWorld could not generate a game from {params} in {MAX_ATTEMPTS} attempts")
 
 
+# TextWorld's generator keeps global state: one generation at a time per process
+# (the server steps sessions from many threads); the file lock covers other processes.
+_GENERATION_LOCK = threading.Lock()
+
+
 class GameCache:
     """Compiled games on disk under `root`, one folder per `GameParams.key`."""
 
@@ -160,7 +166,8 @@ class GameCache:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 if not path.is_file():  # another process may have made it while we waited
-                    self._generate_into_place(params, path.parent)
+                    with _GENERATION_LOCK:
+                        self._generate_into_place(params, path.parent)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return path
