@@ -54,8 +54,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body,
         token=args.token,
     )
-    serve(args.envs, host=args.host, port=args.port, threads=args.threads, limits=limits)
+    try:
+        overrides = _counterparts(args.envs, args.counterpart or [])
+    except ValueError as error:
+        print(f"evol: {error}", file=sys.stderr)
+        return 2
+    serve(
+        args.envs,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        limits=limits,
+        env_overrides=overrides,
+    )
     return 0
+
+
+def _counterparts(env_ids: list[str], items: list[str]) -> dict[str, dict]:
+    """`NAME=SPEC` counterpart agents (critic, defender, ...) for the served envs that take `NAME`."""
+    import inspect
+
+    overrides: dict[str, dict] = {}
+    for item in items:
+        name, _, spec = item.partition("=")
+        if not name or not spec:
+            raise ValueError(f"--counterpart wants NAME=AGENT_SPEC, got {item!r}")
+        takers = [e for e in env_ids if name in inspect.signature(envs.env_class(e).__init__).parameters]
+        if not takers:
+            raise ValueError(f"no served env takes a {name!r} counterpart")
+        if spec == "oracle":
+            agent = spec  # envs with a built-in oracle accept the name
+        else:
+            from agents import load_agent
+
+            agent = load_agent(spec)
+        for env_id in takers:
+            overrides.setdefault(env_id, {})[name] = agent
+    return overrides
 
 
 def _parse_options(text: str | None) -> dict | None:
@@ -222,6 +257,19 @@ def _yaml_value(text: str):
     return yaml.safe_load(text)
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.kind == "critiques":
+        from envs.math.data import write_critique_data
+
+        written = write_critique_data(args.n, args.out, seed=args.seed, split=args.split)
+    else:
+        from envs.charts.data import write_chart_data
+
+        written = write_chart_data(args.n, args.out, seed=args.seed, split=args.split)
+    print(f"evol: wrote {written} {args.kind} examples to {args.out}")
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from evol.quickstart import run_quickstart
 
@@ -289,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--token", default=None, help="bearer token required on every route but /health (or set EVOL_TOKEN)"
     )
+    p.add_argument(
+        "--counterpart",
+        action="append",
+        metavar="NAME=AGENT",
+        help="a counterpart agent for the envs that take one, e.g. critic=oracle or "
+        "critic=openai:http://127.0.0.1:8100/v1#model",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("play", help="play an episode yourself in the terminal")
@@ -323,6 +378,24 @@ def build_parser() -> argparse.ArgumentParser:
     from evol.agent_server import add_serve_agent_parser
 
     add_serve_agent_parser(sub)
+
+    p = sub.add_parser("data", help="write training data sets: critiques (math) or charts")
+    data = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    q = data.add_parser(
+        "critiques",
+        help="AutoMathCritique-style SFT examples (question, flawed solution, critique, refinement)",
+    )
+    q.add_argument("--n", type=int, required=True, help="examples to write")
+    q.add_argument("--out", required=True, help="JSONL file")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--split", default="train")
+    q.set_defaults(func=cmd_data)
+    q = data.add_parser("charts", help="chart images, plotting code and QA JSONL (ReachQA fields)")
+    q.add_argument("--n", type=int, required=True, help="charts to write")
+    q.add_argument("--out", required=True, help="output directory")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--split", default="train")
+    q.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train an agent: behaviour cloning or AgentEvol, from a YAML config")
     p.add_argument("algorithm", choices=["bc", "agentevol"], help="which trainer")

@@ -40,8 +40,15 @@ class ServerLimits:
     step_workers: int = 16  # threads that run env calls under the time limit
 
 
-def create_app(env_ids: list[str], limits: ServerLimits | None = None) -> Flask:
+def create_app(
+    env_ids: list[str],
+    limits: ServerLimits | None = None,
+    env_overrides: dict[str, dict[str, Any]] | None = None,
+) -> Flask:
+    """The server app for `env_ids`. `env_overrides[env_id]` are kwargs given to every
+    session's env of that id (objects included: e.g. a counterpart agent such as a critic)."""
     limits = limits or ServerLimits()
+    env_overrides = env_overrides or {}
     for env_id in env_ids:
         envs.env_class(env_id)  # fail at start for an id that is not registered
     specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
@@ -173,7 +180,7 @@ def create_app(env_ids: list[str], limits: ServerLimits | None = None) -> Flask:
 
         def build():
             try:
-                return envs.make_local(env_id, **kwargs)
+                return envs.make_local(env_id, **{**kwargs, **env_overrides.get(env_id, {})})
             except (TypeError, ValueError) as error:
                 raise ApiError(400, "bad_env_kwargs", f"cannot build {env_id}: {error}") from None
 

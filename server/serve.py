@@ -18,11 +18,12 @@ def serve(
     port: int = 8000,
     threads: int = 8,
     limits: ServerLimits | None = None,
+    env_overrides: dict | None = None,
 ) -> None:
     limits = limits or ServerLimits()
     if limits.token is None:
         limits.token = os.environ.get(TOKEN_ENV) or None
-    app = create_app(env_ids, limits)
+    app = create_app(env_ids, limits, env_overrides)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     print(f"evol: serving {', '.join(env_ids)} on http://{host}:{port} ({threads} threads)", flush=True)
     waitress.serve(

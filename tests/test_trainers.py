@@ -178,3 +178,22 @@ def test_bad_agentevol_config_is_refused_naming_the_field(tmp_path, change, fiel
     )  # fmt: skip
     assert answer.returncode == 2 and "bad config" in answer.stderr and field in answer.stderr
     assert not (tmp_path / "run").exists(), "nothing may start before the config is checked"
+
+
+def test_lora_training_saves_a_merged_plain_checkpoint(expert_file, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from evol.trainers.data import examples, load_trajectories, select
+    from evol.trainers.sft import fine_tune
+
+    base = build_tiny_model(tmp_path / "base", ["inc dec submit Counter Target"])
+    rows = examples(select(load_trajectories([expert_file])), history_turns=0)
+    settings = TrainSettings(**{**QUICK, "lora": True, "lora_r": 4, "lora_alpha": 8, "epochs": 2.0})
+    result = fine_tune(base, rows, tmp_path / "lora", settings)
+    tuned = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    original = AutoModelForCausalLM.from_pretrained(base)
+    assert not any("lora" in name for name in tuned.state_dict())
+    changed = [
+        name for name, weight in tuned.state_dict().items() if not weight.equal(original.state_dict()[name])
+    ]
+    assert changed and all("proj" in name for name in changed)

@@ -207,7 +207,9 @@ class AgentEvolTrainer:
             engine.close()
         errors = [t for t in read_trajectories(out) if t.error is not None]
         if errors:
-            self.log(f"[agentevol] {len(errors)} episodes in {out} ended with an error, e.g.: {errors[0].error}")
+            self.log(
+                f"[agentevol] {len(errors)} episodes in {out} ended with an error, e.g.: {errors[0].error}"
+            )
 
     def _expert_files(self) -> list[Path]:
         return [Path(p) for p in self.config.expert_data] or [self.run_dir / "expert.jsonl"]

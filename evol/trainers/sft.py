@@ -161,7 +161,7 @@ def fine_tune(
         logging_steps=settings.logging_steps,
         seed=settings.seed,
         bf16=settings.bf16,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=settings.gradient_checkpointing,
         report_to="none",
         disable_tqdm=not settings.progress,
         dataloader_num_workers=0,
