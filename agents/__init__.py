@@ -1,7 +1,7 @@
 """EvolGym agents: one batched interface (`agents.base`) and its backends.
 
 An agent spec string picks a backend: `expert`, `random`, `hf:PATH`, `vllm:PATH`,
-`openai:URL#MODEL`.
+`openai:URL#MODEL`, and strategies wrapping one of them: `self-demos:SPEC`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ def load_agent(spec: str, **kwargs: Any) -> Agent:
         from agents.scripted import RandomAgent
 
         return RandomAgent(seed=int(target) if target else None)
+    if kind == "self-demos" and target:
+        from agents.self_demos import SelfDemosAgent
+
+        return SelfDemosAgent(load_agent(target, **kwargs))
     if kind == "hf" and target:
         from agents.hf import HFAgent
 

@@ -16,7 +16,9 @@ from evol.trainers.sft import TrainSettings
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--base-tasks", type=int, default=100)
     parser.add_argument("--explore-tasks", type=int, default=200)
     parser.add_argument("--eval-tasks", type=int, default=50)
@@ -24,7 +26,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/training_throughput.json")
     args = parser.parse_args()
 
-    settings = TrainSettings(epochs=args.epochs, learning_rate=3e-3, batch_size=16, progress=False, logging_steps=50)
+    settings = TrainSettings(
+        epochs=args.epochs, learning_rate=3e-3, batch_size=16, progress=False, logging_steps=50
+    )
     with tempfile.TemporaryDirectory() as tmp:
         config = AgentEvolConfig(
             run_dir=str(Path(tmp) / "run"),
@@ -46,13 +50,22 @@ def main() -> None:
     phases = {row["phase"]: row["seconds"] for row in rows if "phase" in row}
     learned = {row["stage"]: row for row in rows if "tokens_per_s" in row}
     bc, iteration = learned["bc"], learned["iter_1"]
-    print(f"BC on the tiny model: {bc['tokens_per_s']:.0f} tokens/s ({bc['examples']} examples, {bc['tokens']} tokens, {bc['train_s']:.1f}s)")
+    print(
+        f"BC on the tiny model: {bc['tokens_per_s']:.0f} tokens/s ({bc['examples']} examples, {bc['tokens']} tokens, {bc['train_s']:.1f}s)"
+    )
     split = {name: phases[f"iter_1/{name}"] for name in ("explore", "learn", "eval")}
     total = sum(split.values())
-    print(f"one AgentEvol iteration: {total:.1f}s = " + " + ".join(f"{name} {seconds:.1f}s ({seconds / total:.0%})" for name, seconds in split.items()))
-    print(f"  explore: {args.explore_tasks} episodes; learn: {iteration['examples']} examples, {iteration['tokens_per_s']:.0f} tokens/s; eval: {args.eval_tasks} episodes")
+    print(
+        f"one AgentEvol iteration: {total:.1f}s = "
+        + " + ".join(f"{name} {seconds:.1f}s ({seconds / total:.0%})" for name, seconds in split.items())
+    )
+    print(
+        f"  explore: {args.explore_tasks} episodes; learn: {iteration['examples']} examples, {iteration['tokens_per_s']:.0f} tokens/s; eval: {args.eval_tasks} episodes"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"phases": phases, "bc": bc, "iteration": iteration, "split": split}, indent=2))
+    Path(args.out).write_text(
+        json.dumps({"phases": phases, "bc": bc, "iteration": iteration, "split": split}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ PLUGIN_GROUP = "evolgym.envs"
 BUILTIN_ENVS: dict[str, str] = {
     "evol/BabyAI-v0": "envs.babyai.env:BabyAIEnv",
     "evol/TextWorld-v0": "envs.textworld.env:TextWorldEnv",
+    "evol/MathCritique-v0": "envs.math.actor:MathCritiqueEnv",
+    "evol/MathCritic-v0": "envs.math.critic_env:MathCriticEnv",
+    "evol/ChartQA-v0": "envs.charts.env:ChartQAEnv",
+    "evol/ToolUse-v0": "envs.tools.env:ToolUseEnv",
 }
 
 _evol_ids: list[str] = []

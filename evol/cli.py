@@ -56,6 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         overrides = _counterparts(args.envs, args.counterpart or [])
+        for env_id, kwargs in _env_kwargs(args.env_kwargs, args.envs).items():
+            overrides.setdefault(env_id, {}).update(kwargs)
     except ValueError as error:
         print(f"evol: {error}", file=sys.stderr)
         return 2
@@ -68,6 +70,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env_overrides=overrides,
     )
     return 0
+
+
+def _env_kwargs(text: str | None, env_ids: list[str]) -> dict[str, dict]:
+    """`--env-kwargs` JSON: {env_id: {kwarg: value}} for the given env ids."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--env-kwargs is not JSON: {error}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError('--env-kwargs wants {"ENV_ID": {"kwarg": value}}')
+    unknown = sorted(set(value) - set(env_ids))
+    if unknown:
+        raise ValueError(f"--env-kwargs names env(s) not in this command: {unknown}")
+    return value
 
 
 def _counterparts(env_ids: list[str], items: list[str]) -> dict[str, dict]:
@@ -148,7 +166,7 @@ def _sampling(args: argparse.Namespace):
     )
 
 
-def _engine(args: argparse.Namespace):
+def _engine(args: argparse.Namespace, env_kwargs: dict[str, dict] | None = None):
     from agents import load_agent
     from evol.rollout import RolloutEngine
 
@@ -162,6 +180,7 @@ def _engine(args: argparse.Namespace):
         token=args.token,
         max_turns=args.max_turns,
         max_tokens=args.max_episode_tokens,
+        env_kwargs=env_kwargs if env_kwargs is not None else _env_kwargs(args.env_kwargs, args.env),
     )
 
 
@@ -208,10 +227,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if not _check_env_ids(args.env):
         return 2
+    if args.samples > 1 and args.temperature == 0:
+        print(
+            "evol: --samples > 1 with greedy decoding repeats one answer; set --temperature", file=sys.stderr
+        )
+        return 2
+    try:
+        env_kwargs = _env_kwargs(args.env_kwargs, args.env)
+    except ValueError as error:
+        print(f"evol: {error}", file=sys.stderr)
+        return 2
+    math_envs = [
+        e
+        for e in args.env
+        if "refine_rounds" in __import__("inspect").signature(envs.env_class(e).__init__).parameters
+    ]
+    if args.refine:
+        if not math_envs:
+            print("evol: --refine needs an env with critique rounds (evol/MathCritique-v0)", file=sys.stderr)
+            return 2
+        for env_id in math_envs:
+            env_kwargs.setdefault(env_id, {}).update({"critic": args.critic, "refine_rounds": args.refine})
     out = Path(args.out)
-    specs = task_specs(args.env, args.episodes, split="test", samples=1)
+    specs = task_specs(args.env, args.episodes, split="test", samples=args.samples)
     keys = {spec.key for spec in specs}
-    engine = _engine(args)
+    engine = _engine(args, env_kwargs)
     with TrajectoryWriter(out / "trajectories.jsonl") as writer:
         try:
             engine.run(specs, writer)
@@ -220,6 +260,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     trajectories = [t for t in read_trajectories(out / "trajectories.jsonl") if t.key in keys]
     summary = write_report(trajectories, out, args.agent)
     print(markdown_table(summary, title=f"Evaluation of {args.agent}"))
+    if math_envs:
+        from evol.test_time import scaling_report
+
+        math_trajectories = [t for t in trajectories if t.env in math_envs]
+        report = scaling_report(math_trajectories, env_kwargs=env_kwargs.get(math_envs[0]))
+        (out / "test_time.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps({k: v for k, v in report.items() if k != "per_task"}, indent=2))
+        print(f"evol: test-time scaling report in {out / 'test_time.json'}")
     print(f"evol: wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'success.png'}")
     return 0
 
@@ -293,6 +341,9 @@ def _add_agent_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-episode-tokens", type=int, default=None, help="cap on generated tokens per episode")
     p.add_argument(
+        "--env-kwargs", default=None, metavar="JSON", help='per-env kwargs: \'{"ENV_ID": {"kwarg": value}}\''
+    )
+    p.add_argument(
         "--prefix-cache",
         type=int,
         default=0,
@@ -338,6 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", default=None, help="bearer token required on every route but /health (or set EVOL_TOKEN)"
     )
     p.add_argument(
+        "--env-kwargs",
+        default=None,
+        metavar="JSON",
+        help='kwargs for the served envs, e.g. \'{"evol/MathCritique-v0": {"data": "gsm8k_test.jsonl"}}\'',
+    )
+    p.add_argument(
         "--counterpart",
         action="append",
         metavar="NAME=AGENT",
@@ -372,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", nargs="+", required=True, metavar="ID", help="env ids")
     p.add_argument("--episodes", type=int, required=True, help="test tasks per env")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--samples", type=int, default=1, help="samples per task: majority vote and pass@k (math envs)"
+    )
+    p.add_argument(
+        "--refine", type=int, default=0, metavar="R", help="critique-then-refine rounds (math envs)"
+    )
+    p.add_argument(
+        "--critic", default="oracle", help="critic for --refine: oracle (default), or set it on the server"
+    )
     _add_agent_flags(p)
     p.set_defaults(func=cmd_eval)
 

@@ -79,9 +79,10 @@ class EnvPool:
     def take(self, env_id: str) -> Any:
         if self.idle.get(env_id):
             return self.idle[env_id].pop()
+        kwargs = self.env_kwargs.get(env_id, {})
         if self.urls:
-            return RemoteEnv(env_id, url=self.urls, token=self.token, env_kwargs=self.env_kwargs)
-        return envs.make(env_id, **self.env_kwargs)
+            return RemoteEnv(env_id, url=self.urls, token=self.token, env_kwargs=kwargs)
+        return envs.make(env_id, **kwargs)
 
     def give_back(self, env_id: str, env: Any) -> None:
         self.idle.setdefault(env_id, []).append(env)

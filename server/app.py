@@ -27,6 +27,11 @@ from server.wire import to_wire
 log = logging.getLogger(__name__)
 
 
+# Env kwargs that name files on the server: settable by whoever starts the server
+# (`evol serve --env-kwargs`), never by a client over HTTP.
+SERVER_SIDE_KWARGS = frozenset({"data", "cache_dir"})
+
+
 @dataclass
 class ServerLimits:
     """Limits a server enforces; each has a CLI flag on `evol serve`."""
@@ -177,6 +182,13 @@ def create_app(
         kwargs = data.get("kwargs") or {}
         if not isinstance(kwargs, dict):
             raise ApiError(400, "bad_request", "'kwargs' must be a JSON object")
+        refused = sorted(SERVER_SIDE_KWARGS & set(kwargs))
+        if refused:
+            raise ApiError(
+                400,
+                "bad_env_kwargs",
+                f"{refused} can only be set where the server starts (evol serve --env-kwargs)",
+            )
 
         def build():
             try:

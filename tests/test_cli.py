@@ -58,3 +58,27 @@ def test_play_over_a_server(start_server):
 def test_serve_refuses_an_unknown_env():
     answer = evol("serve", "nope/Missing-v0", "--port", "1")
     assert answer.returncode == 2 and "unknown env" in answer.stderr
+
+
+def test_serve_with_a_counterpart_critic_and_env_kwargs(start_server):
+    import requests
+
+    server = start_server(
+        ["evol/MathCritique-v0"],
+        "--counterpart",
+        "critic=oracle",
+        "--env-kwargs",
+        '{"evol/MathCritique-v0": {"refine_rounds": 1}}',
+    )
+    sid = requests.post(f"{server.url}/sessions", json={"env": "evol/MathCritique-v0"}).json()["session"]
+    requests.post(f"{server.url}/sessions/{sid}/reset", json={"options": {"task": 0}})
+    step = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "2 + 2 = 5\nThe answer is 5."}).json()
+    assert not step["terminated"], "a wrong answer with a critic gets a critique and a refinement round"
+    assert "Wrong" in step["observation"]
+    step = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "The answer is 5."}).json()
+    assert step["terminated"] and step["reward"] == 0.0
+
+
+def test_serve_refuses_a_counterpart_no_env_takes():
+    answer = evol("serve", "acme/Counter-v0", "--counterpart", "critic=oracle", "--port", "1")
+    assert answer.returncode == 2 and "no served env takes a 'critic'" in answer.stderr

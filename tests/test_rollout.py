@@ -165,3 +165,25 @@ def test_rollout_refuses_unknown_env():
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert answer.returncode == 2 and "unknown env" in answer.stderr
+
+
+def test_eval_reports_test_time_scaling_with_samples_and_refinement(tmp_path):
+    out = tmp_path / "eval"
+    answer = subprocess.run(
+        [sys.executable, "-m", "evol.cli", "eval", "--env", "evol/MathCritique-v0", "--episodes", "3", "--agent", "random:0",
+         "--samples", "2", "--temperature", "1.0", "--refine", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    report = json.loads((out / "test_time.json").read_text())
+    assert report["tasks"] == 3 and report["samples"] == 6
+    assert set(report["before"]) >= {"accuracy@1", "majority", "pass@k"}
+
+
+def test_server_refuses_file_kwargs_from_clients(shared_server):
+    import requests
+
+    answer = requests.post(
+        f"{shared_server.url}/sessions", json={"env": "evol/MathCritique-v0", "kwargs": {"data": "/etc/passwd"}}
+    )
+    assert answer.status_code == 400 and "evol serve --env-kwargs" in answer.json()["error"]["message"]

@@ -1,0 +1,477 @@
+"""Self-Demos (He et al. 2024): the agent writes its own query-aware demonstrations first.
+
+`SelfDemosAgent(base_agent)` wraps any agent. At the first turn of an episode whose info
+carries `tools` (an OpenAI tools list) and `query` (with `demonstrations`, the seed
+demonstrations `{query, calls[, answer]}`, where the env gives them), it asks the base
+agent, in four steps:
+
+1. Query understanding: which function(s) the query needs (greedy, 32 tokens); the
+   answer is read as the declared function names it mentions.
+2. Demonstration generation: `num_demos` examples of those functions for queries like
+   this one (one request with `n=num_demos`, temperature 0.8); each must hold a
+   `Query:` line and calls; at least `keep` distinct ones must come back.
+3. Checking and selection: every call of every example is checked against the schemas in
+   `info["tools"]` (JSON syntax, declared functions and parameters, no nulls, required
+   parameters, types, enums, ranges, date/pattern formats) and the example must use a
+   function from step 1 (else it does not show how to solve such a query). Of those that
+   pass, the base agent picks one or two (`Selection: <x>, <y>`); when more than `select`
+   pass and its pick cannot be read, the first `select` are kept, since they passed.
+4. Answering: the selected examples are added to the prompt (to the first user message,
+   before the query's own heading) and every turn of the episode is answered with them.
+
+When a step fails (no function named, fewer than `keep` distinct examples, none passing
+the checks) the episode falls back to plain few-shot: the conversation unchanged. What
+happened is kept per episode (`preparation(messages)`, keyed by the system message and
+the first observation, so samples of one task share it). The agent reads only `info`: it
+knows nothing of any env.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.base import Agent, AgentInput, Message, SamplingParams
+
+SYSTEM = "You are a helpful assistant."
+JSON_TYPES = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+SELECTION = re.compile(r"<\s*(\d+)\s*>")
+QUERY_LINE = re.compile(r"^\s*\**\s*query\s*\**\s*:\s*(.*)$", re.IGNORECASE)
+CALLS_LINE = re.compile(r"^\s*\**\s*function\s*calls?\s*\**\s*:\s*(.*)$", re.IGNORECASE)
+PY_CALL = re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+
+
+@dataclass
+class Preparation:
+    """What steps 1-3 produced for one episode, and the prompt block they led to."""
+
+    query: str = ""
+    functions: list[str] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[list[str]] = field(default_factory=list)  # one list per candidate
+    selected: list[dict[str, Any]] = field(default_factory=list)
+    fallback: str | None = None  # why plain few-shot is used, or None
+    block: str = ""
+
+
+class SelfDemosAgent(Agent):
+    """Self-Demos around `base_agent` (see the module docstring).
+
+    Args:
+        base_agent: any agent; it answers the three preparation prompts and every turn.
+        num_demos: examples generated in step 2 (5 in the paper).
+        temperature: their sampling temperature (0.8 in the paper).
+        keep: the fewest distinct examples step 2 must yield (2 in the paper).
+        select: the most examples added to the prompt (1-2 in the paper).
+        select_with_model: let the base agent choose among the checked examples.
+        max_new_tokens: the budget of one generated example.
+        cache_size: episodes whose preparation is remembered.
+    """
+
+    def __init__(
+        self,
+        base_agent: Agent,
+        num_demos: int = 5,
+        temperature: float = 0.8,
+        keep: int = 2,
+        select: int = 2,
+        select_with_model: bool = True,
+        max_new_tokens: int = 256,
+        cache_size: int = 1024,
+    ):
+        if num_demos < 1 or keep < 1 or select < 1:
+            raise ValueError("num_demos, keep and select must be >= 1")
+        self.base = base_agent
+        self.num_demos = num_demos
+        self.temperature = temperature
+        self.keep = keep
+        self.select = select
+        self.select_with_model = select_with_model
+        self.max_new_tokens = max_new_tokens
+        self.cache_size = cache_size
+        self.name = f"self-demos:{getattr(base_agent, 'name', 'agent')}"
+        self._prepared: OrderedDict[str, Preparation] = OrderedDict()
+
+    # ---- the agent interface ----------------------------------------------------------
+    def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
+        keys = [episode_key(item.messages) for item in inputs]
+        todo: dict[str, AgentInput] = {}
+        for key, item in zip(keys, inputs, strict=True):
+            if key not in self._prepared and key not in todo and _task_of(item.info) is not None:
+                todo[key] = item
+        if todo:
+            for key, preparation in zip(todo, self._prepare(list(todo.values())), strict=True):
+                self._remember(key, preparation)
+        augmented = [
+            self._augment(item, self._prepared.get(key)) for key, item in zip(keys, inputs, strict=True)
+        ]
+        return self.base.generate(augmented, sampling)
+
+    def preparation(self, messages: list[Message]) -> Preparation | None:
+        """What Self-Demos prepared for the episode these messages belong to, if anything."""
+        return self._prepared.get(episode_key(messages))
+
+    def close(self) -> None:
+        self.base.close()
+
+    # ---- steps 1-3 ----------------------------------------------------------------------
+    def _prepare(self, items: list[AgentInput]) -> list[Preparation]:
+        tasks = [_task_of(item.info) for item in items]
+        preparations = [Preparation(query=task["query"]) for task in tasks]
+        # Step 1: which function(s) the query needs.
+        replies = self._ask([understanding_prompt(t) for t in tasks], SamplingParams(max_new_tokens=32))
+        for task, preparation, reply in zip(tasks, preparations, replies, strict=True):
+            preparation.functions = named_functions(reply[0] if reply else "", list(task["schemas"]))
+            if not preparation.functions:
+                preparation.fallback = "step 1: the reply names no declared function"
+        # Step 2: query-aware demonstrations.
+        live = [i for i, p in enumerate(preparations) if p.fallback is None]
+        sampling = SamplingParams(
+            temperature=self.temperature, n=self.num_demos, max_new_tokens=self.max_new_tokens
+        )
+        replies = self._ask([generation_prompt(tasks[i], preparations[i].functions) for i in live], sampling)
+        for i, samples in zip(live, replies, strict=True):
+            candidates = distinct(c for c in (parse_demonstration(s) for s in samples) if c is not None)
+            preparations[i].candidates = candidates
+            if len(candidates) < self.keep:
+                reason = f"step 2: {len(candidates)} distinct demonstrations, fewer than {self.keep}"
+                preparations[i].fallback = reason
+        # Step 3: check against the schemas, then select.
+        choose = []
+        for i in [i for i, p in enumerate(preparations) if p.fallback is None]:
+            preparation = preparations[i]
+            preparation.problems = [
+                check_demonstration(c, tasks[i]["schemas"], preparation.functions)
+                for c in preparation.candidates
+            ]
+            passed = [
+                c
+                for c, problems in zip(preparation.candidates, preparation.problems, strict=True)
+                if not problems
+            ]
+            if not passed:
+                preparation.fallback = "step 3: no demonstration passed the checks"
+            elif len(passed) <= self.select or not self.select_with_model:
+                preparation.selected = passed[: self.select]
+            else:
+                choose.append((i, passed))
+        if choose:
+            prompts = [selection_prompt(tasks[i], preparations[i].functions, passed) for i, passed in choose]
+            replies = self._ask(prompts, SamplingParams(max_new_tokens=64))
+            for (i, passed), reply in zip(choose, replies, strict=True):
+                picked = read_selection(reply[0] if reply else "", len(passed), self.select)
+                preparations[i].selected = (
+                    [passed[n - 1] for n in picked] if picked else passed[: self.select]
+                )
+        for task, preparation in zip(tasks, preparations, strict=True):
+            if preparation.fallback is None:
+                first = len(task["demonstrations"]) + 1
+                preparation.block = demonstrations_block(preparation.selected, first)
+        return preparations
+
+    def _ask(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
+        if not prompts:
+            return []
+        inputs = [
+            AgentInput([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}])
+            for p in prompts
+        ]
+        return self.base.generate(inputs, sampling)
+
+    def _remember(self, key: str, preparation: Preparation) -> None:
+        self._prepared[key] = preparation
+        self._prepared.move_to_end(key)
+        while len(self._prepared) > self.cache_size:
+            self._prepared.popitem(last=False)
+
+    # ---- step 4 ---------------------------------------------------------------------------
+    def _augment(self, item: AgentInput, preparation: Preparation | None) -> AgentInput:
+        if preparation is None or not preparation.block:
+            return item
+        messages = [dict(m) for m in item.messages]
+        target = next(
+            (m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)), None
+        )
+        if target is not None:
+            target["content"] = insert_before_query(target["content"], preparation.query, preparation.block)
+        elif messages and isinstance(messages[0].get("content"), str):
+            messages[0]["content"] += "\n\n" + preparation.block
+        return AgentInput(messages, item.info, item.env)
+
+
+# ---- reading the task from info ---------------------------------------------------------
+def episode_key(messages: list[Message]) -> str:
+    """An episode's identity: its system message and first observation."""
+    head = [m.get("content") for m in messages[:2]]
+    return hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _task_of(info: dict[str, Any]) -> dict[str, Any] | None:
+    tools, query = info.get("tools"), info.get("query")
+    if not isinstance(tools, list) or not tools or not isinstance(query, str):
+        return None
+    schemas = {}
+    for tool in tools:
+        function = tool.get("function", tool) if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            schemas[function["name"]] = function
+    if not schemas:
+        return None
+    demos = info.get("demonstrations") if isinstance(info.get("demonstrations"), list) else []
+    return {"schemas": schemas, "query": query, "demonstrations": demos}
+
+
+# ---- prompts ----------------------------------------------------------------------------
+def render_spec(schemas: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, function in schemas.items():
+        parameters = function.get("parameters") or {}
+        required = set(parameters.get("required") or [])
+        described = {}
+        for key, prop in (parameters.get("properties") or {}).items():
+            text = ("Required. " if key in required else "") + str(prop.get("type", "any")) + ". "
+            if prop.get("enum"):
+                text += "One of: [" + ", ".join(str(v) for v in prop["enum"]) + "]. "
+            described[key] = text + str(prop.get("description", ""))
+        lines.append(f"{name}: {function.get('description', '')}\nParameters: {json.dumps(described)}")
+    return "\n".join(lines)
+
+
+def render_demonstration(demo: dict[str, Any], number: int | None = None) -> str:
+    lines = [f"Example {number}"] if number is not None else []
+    lines += [f"Query: {demo.get('query', '')}", "Function calls:"]
+    lines += [
+        json.dumps({"name": c.get("name"), "arguments": c.get("arguments")}) for c in demo.get("calls", [])
+    ]
+    return "\n".join(lines)
+
+
+def _seed_demos(task: dict[str, Any]) -> str:
+    return "\n\n".join(render_demonstration(d) for d in task["demonstrations"] if isinstance(d, dict))
+
+
+def understanding_prompt(task: dict[str, Any]) -> str:
+    return (
+        "You can use the functions below. In this task you decide which function a user query needs.\n\n"
+        f"# Tool specification\n{render_spec(task['schemas'])}\n\n"
+        f"# User query\nQuery: {task['query']}\n\n"
+        "# Instruction\nFunction to call: give the function's name here (several names if the query needs several)."
+    )
+
+
+def generation_prompt(task: dict[str, Any], functions: list[str]) -> str:
+    named = " and ".join(f"`{f}`" for f in functions)
+    return (
+        "You can use the functions below. In this task you write an example of when and how to use them, "
+        "following their specification.\n\n"
+        f"# Tool specification\n{render_spec(task['schemas'])}\n\n"
+        f"# Examples\n{_seed_demos(task) or '(none)'}\n\n"
+        f"# A query to prepare for\nQuery: {task['query']}\n\n"
+        f"Write one new example, a query like the one above but with its own values, solved with {named}.\n"
+        'After "Query: ", describe the problem.\n'
+        'After "Function calls:", give each call on its own line as JSON: {"name": "<function>", "arguments": {...}}'
+    )
+
+
+def selection_prompt(task: dict[str, Any], functions: list[str], demos: list[dict[str, Any]]) -> str:
+    shown = "\n\n".join(f"Example <{i + 1}>:\n{render_demonstration(d)}" for i, d in enumerate(demos))
+    named = ", ".join(f"`{f}`" for f in functions)
+    return (
+        "You can use the functions below. Here are examples of how to use them; check them and keep "
+        "the best.\n\n"
+        f"# Tool specification\n{render_spec(task['schemas'])}\n\n"
+        "# Check list\n"
+        '- Syntax: every call is a JSON object with "name" and "arguments".\n'
+        "- Parameters: only declared parameters, no null values, every required one.\n"
+        "- Values: of the declared type, among the allowed values, in the right unit.\n"
+        "- Solvable: the calls solve the query.\n\n"
+        f"# Examples to check (uses of {named})\n{shown}\n\n"
+        "# Instruction\nSelect one or two best examples to keep; of similar examples keep only the best.\n"
+        'After "Selection: ", give their numbers as <x>, <y>.\nAfter "Explanation: ", say why.'
+    )
+
+
+def demonstrations_block(demos: list[dict[str, Any]], first: int) -> str:
+    shown = "\n\n".join(render_demonstration(d, first + i) for i, d in enumerate(demos))
+    return f"# More demonstrations (written for this query)\n{shown}"
+
+
+def insert_before_query(content: str, query: str | None, block: str) -> str:
+    """`content` with `block` placed before the query (and the heading just above it), else at the end."""
+    index = content.rfind(query) if query else -1
+    if index == -1:
+        return f"{content}\n\n{block}"
+    point = content.rfind("\n", 0, index) + 1
+    previous_end = point - 1
+    while previous_end > 0 and content[previous_end - 1] == "\n":
+        previous_end -= 1
+    previous_start = content.rfind("\n", 0, previous_end) + 1
+    heading = content[previous_start:previous_end].strip()
+    if heading and (heading.startswith("#") or heading.endswith(":")):
+        point = previous_start
+    return f"{content[:point]}{block}\n\n{content[point:]}"
+
+
+# ---- reading the replies ----------------------------------------------------------------
+def named_functions(reply: str, names: list[str]) -> list[str]:
+    """The declared function names the reply mentions, in the order it mentions them."""
+    found = []
+    for name in names:
+        match = re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", reply)
+        if match:
+            found.append((match.start(), name))
+    return [name for _, name in sorted(found)]
+
+
+def parse_demonstration(text: str) -> dict[str, Any] | None:
+    """`{"query", "calls", "syntax"}` from a generated example, or None without a query or calls.
+
+    Calls are JSON objects (one a line) or `name(key=value)` lines; `syntax` lists the
+    call lines that could not be read.
+    """
+    lines = text.splitlines()
+    query, start = None, 0
+    for i, line in enumerate(lines):
+        match = QUERY_LINE.match(line)
+        if match:
+            query, start = match.group(1).strip(), i + 1
+            break
+    if not query:
+        return None
+    calls: list[dict[str, Any]] = []
+    syntax: list[str] = []
+    body = "\n".join(
+        (CALLS_LINE.match(line).group(1) if CALLS_LINE.match(line) else line) for line in lines[start:]
+    )
+    decoder = json.JSONDecoder()
+    position = body.find("{")
+    while position != -1:
+        try:
+            value, end = decoder.raw_decode(body, position)
+        except json.JSONDecodeError:
+            line_end = body.find("\n", position)
+            syntax.append(body[position : line_end if line_end != -1 else len(body)].strip())
+            position = body.find("{", line_end) if line_end != -1 else -1
+            continue
+        if isinstance(value, dict) and "name" in value:
+            arguments = value.get("arguments", value.get("parameters", {}))
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments)
+                except json.JSONDecodeError:
+                    syntax.append(json.dumps(value))
+            calls.append({"name": value["name"], "arguments": arguments})
+        position = body.find("{", end)
+    for line in body.splitlines():
+        if "{" not in line:
+            call = _python_call(line.strip().strip("[],'\"` "))
+            if call is not None:
+                calls.append(call)
+    if not calls and not syntax:
+        return None
+    return {"query": query, "calls": calls, "syntax": syntax}
+
+
+def _python_call(text: str) -> dict[str, Any] | None:
+    if not PY_CALL.fullmatch(text):
+        return None
+    try:
+        node = ast.parse(text, mode="eval").body
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+            return None
+        return {"name": node.func.id, "arguments": {k.arg: ast.literal_eval(k.value) for k in node.keywords}}
+    except (SyntaxError, ValueError):
+        return None
+
+
+def distinct(candidates) -> list[dict[str, Any]]:
+    seen, kept = set(), []
+    for candidate in candidates:
+        key = (" ".join(candidate["query"].lower().split()), json.dumps(candidate["calls"], sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            kept.append(candidate)
+    return kept
+
+
+def check_value(name: str, value: Any, prop: dict[str, Any]) -> str | None:
+    """Why `value` does not suit the JSON-schema property `prop`, or None."""
+    kind = prop.get("type")
+    if value is None:
+        return f"argument {name!r} is null"
+    if kind in JSON_TYPES:
+        ok = isinstance(value, JSON_TYPES[kind]) and not (isinstance(value, bool) and kind != "boolean")
+        if kind == "integer" and isinstance(value, float) and value.is_integer():
+            ok = True
+        if not ok:
+            return f"argument {name!r} must be {kind}, got {type(value).__name__} {value!r}"
+    if "enum" in prop and value not in prop["enum"]:
+        return f"argument {name!r} must be one of {prop['enum']}, got {value!r}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in prop and value < prop["minimum"] or "maximum" in prop and value > prop["maximum"]:
+            return (
+                f"argument {name!r} is out of range [{prop.get('minimum')}, {prop.get('maximum')}]: {value!r}"
+            )
+    if isinstance(value, str):
+        if prop.get("format") == "date":
+            try:
+                datetime.date.fromisoformat(value)
+            except ValueError:
+                return f"argument {name!r} must be a date as YYYY-MM-DD, got {value!r}"
+        if "pattern" in prop and not re.search(prop["pattern"], value):
+            return f"argument {name!r} does not match {prop['pattern']}: {value!r}"
+    return None
+
+
+def check_demonstration(
+    demo: dict[str, Any], schemas: dict[str, dict[str, Any]], functions: list[str]
+) -> list[str]:
+    """Every problem of a generated demonstration against the schemas (empty when it passes)."""
+    problems = [f"syntax: cannot read the call {text!r}" for text in demo.get("syntax", [])]
+    for call in demo["calls"]:
+        name, arguments = call.get("name"), call.get("arguments")
+        function = schemas.get(name)
+        if function is None:
+            problems.append(f"undeclared function {name!r}")
+            continue
+        if not isinstance(arguments, dict):
+            problems.append(f"the arguments of {name} are not an object")
+            continue
+        parameters = function.get("parameters") or {}
+        properties = parameters.get("properties") or {}
+        for key, value in arguments.items():
+            if key not in properties:
+                problems.append(f"{name}: undeclared parameter {key!r}")
+            else:
+                problem = check_value(key, value, properties[key])
+                if problem:
+                    problems.append(f"{name}: {problem}")
+        for key in parameters.get("required") or []:
+            if key not in arguments:
+                problems.append(f"{name}: missing required parameter {key!r}")
+    if not any(call.get("name") in functions for call in demo["calls"]):
+        problems.append(f"unsolvable: no call to {', '.join(functions)}")
+    return problems
+
+
+def read_selection(reply: str, count: int, most: int) -> list[int]:
+    """The example numbers after `Selection:` (1-based, distinct), or [] when unreadable."""
+    text = reply.split("Selection:", 1)[1] if "Selection:" in reply else reply
+    text = re.split(r"Explanation\s*:", text, maxsplit=1)[0]
+    picked = list(dict.fromkeys(int(n) for n in SELECTION.findall(text)))
+    if not picked or len(picked) > most or any(not 1 <= n <= count for n in picked):
+        return []
+    return picked

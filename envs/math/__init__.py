@@ -1,0 +1,1 @@
+"""Math word problems with step-level critique (MathCritique) and Socratic guidance (GSI)."""

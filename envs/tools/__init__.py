@@ -1,0 +1,1 @@
+"""Simulated tool worlds with out-of-demonstration queries (OOD-Toolset)."""
