@@ -1,6 +1,6 @@
 """EvolGym agents: one batched interface (`agents.base`) and its backends.
 
-An agent spec string picks a backend: `expert`, `random`, `hf:PATH`, `vllm:PATH`,
+An agent spec string picks a backend: `expert`, `random`, `hf:PATH`, `hf-vision:PATH`, `vllm:PATH`,
 `openai:URL#MODEL`, and strategies wrapping one of them: `self-demos:SPEC`.
 """
 
@@ -30,6 +30,10 @@ def load_agent(spec: str, **kwargs: Any) -> Agent:
         from agents.hf import HFAgent
 
         return HFAgent(target, **kwargs)
+    if kind == "hf-vision" and target:
+        from agents.hf_vision import HFVisionAgent
+
+        return HFVisionAgent(target, **kwargs)
     if kind == "vllm" and target:
         from agents.vllm_backend import VLLMAgent
 

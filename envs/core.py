@@ -123,7 +123,7 @@ class TextEnv(gym.Env):
             image = self._last_observation["image"] if self._last_observation else None
             if image is None:
                 image = np.zeros((*self.image_shape, 3), dtype=np.uint8)
-            return {"text": text, "image": image}
+            return {"text": text, "image": image.copy()}  # never hand out the same array twice
         return text
 
     def select_task(self, options: dict[str, Any], num_tasks: int) -> int:

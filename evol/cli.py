@@ -313,7 +313,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     else:
         from envs.charts.data import write_chart_data
 
-        written = write_chart_data(args.n, args.out, seed=args.seed, split=args.split)
+        written = write_chart_data(
+            args.n, args.out, seed=args.seed, split=args.split, processes=args.processes
+        )
     print(f"evol: wrote {written} {args.kind} examples to {args.out}")
     return 0
 
@@ -461,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="output directory")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--split", default="train")
+    q.add_argument("--processes", type=int, default=2, help="rendering processes (default 2)")
     q.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train an agent: behaviour cloning or AgentEvol, from a YAML config")

@@ -20,8 +20,8 @@ TEXTWORLD = "evol/TextWorld-v0"
 
 def quickstart_config(out: str, fast: bool = False) -> AgentEvolConfig:
     """The embedded default run (sized for 2 CPU cores in about 15 minutes; `fast`: ~2 minutes)."""
-    bc = TrainSettings(epochs=8, learning_rate=3e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50)
-    evolve = TrainSettings(epochs=2, learning_rate=2e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50)
+    bc = TrainSettings(epochs=16, learning_rate=3e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50)
+    evolve = TrainSettings(epochs=3, learning_rate=2e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50)
     if fast:
         return AgentEvolConfig(
             run_dir=out,

@@ -56,8 +56,11 @@ def task_specs(
 
 
 def user_content(observation: Any) -> Any:
-    """An observation as a chat message's content (images as OpenAI content parts)."""
+    """An observation as a chat message's content (images as OpenAI content parts; a blank
+    image, as text-only modes of multimodal envs send, is left out)."""
     if isinstance(observation, dict):
+        if not observation["image"].any():
+            return observation.get("text", "")
         return [
             {"type": "text", "text": observation.get("text", "")},
             {"type": "image_url", "image_url": {"url": encode_image(observation["image"])}},

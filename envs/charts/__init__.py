@@ -1,0 +1,1 @@
+"""Chart question answering with plotting code as the intermediary (ReachQA / CIT)."""

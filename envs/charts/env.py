@@ -1,0 +1,438 @@
+"""`evol/ChartQA-v0`: questions about synthesised charts, with plotting code as the intermediary."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from envs.charts.questions import Question, chart_vocabulary, pick_questions
+from envs.charts.synth import (
+    CHART_TYPES,
+    IMAGE_SHAPE,
+    chart_table,
+    format_number,
+    make_chart,
+    plotting_code,
+    shared_renderer,
+)
+from envs.core import TextEnv
+from envs.errors import TaskOptionError
+
+MODES = ("image", "code", "table")
+QA_TYPES = ("recognition", "reasoning")
+TASKS_PER_SPLIT = {"train": 1_000_000, "test": 2_000}
+QUESTIONS_PER_CHART = 4  # tasks 4c, 4c+1: recognition; 4c+2, 4c+3: reasoning (as ReachQA's test set)
+REACHQA_FIELDS = ("question", "answer", "image", "code", "QA_type", "major_chart_type", "minor_chart_type")
+
+INSTRUCTION = """\
+You answer a question about a chart. {source}
+
+Reply with your answer on a line of its own, as `Answer: <answer>` (you may reason before that \
+line). Numbers: digits, optionally with a sign, decimals, a trailing % or unit; no words before the \
+number. A number counts as right within {rel_tol}% of the exact answer (or {abs_tol} from it); a \
+count must be exact. Names (labels, series, groups, bins) must be written as on the chart; case does \
+not matter. Your first well-formed answer ends the episode. A malformed answer (empty, not a number \
+where one is asked, a name the chart does not show) is explained and you may answer again, within \
+{max_turns} turns."""
+
+SOURCES = {
+    "image": "You see the chart as an image; the text gives the question and the answer format.",
+    "code": "You do not see the chart: you read the matplotlib code that draws it (every number it plots "
+    "is written in the code), then the question and the answer format.",
+    "table": "You do not see the chart: you read its data as tables (what the chart plots), then the "
+    "question and the answer format.",
+}
+
+_ANSWER_LINE = re.compile(r"answer\s*(?:is)?\s*[:=]\s*(.*)$", re.IGNORECASE)
+_NUMBER = re.compile(r"^([-+−]?)\s*[$€£]?\s*(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(.*)$")
+_HEDGE = re.compile(r"^(?:about|approximately|approx\.?|around|roughly|~|≈)\s*", re.IGNORECASE)
+
+
+def extract_answer(action: str) -> str:
+    """The answer in a reply: after the last `Answer:`, else the last non-empty line; unwrapped."""
+    lines = [line.strip() for line in action.strip().splitlines() if line.strip()]
+    text = ""
+    for line in reversed(lines):
+        match = _ANSWER_LINE.search(line)
+        if match:
+            text = match.group(1)
+            break
+    else:
+        text = lines[-1] if lines else ""
+    previous = None
+    while text != previous:  # unwrap '**Germany**.', '"12.5".', '`7`'
+        previous = text
+        text = text.strip().strip("*`\"'").strip()
+        if text.endswith(".") and not text.endswith(".."):
+            text = text[:-1]
+    return text
+
+
+def parse_number(text: str) -> float | None:
+    """The number an answer states ('-12.5', '1,234', '$3.2', '45%', '12 TWh'), else None."""
+    match = _NUMBER.match(_HEDGE.sub("", text.strip()))
+    if match is None:
+        return None
+    sign, digits, rest = match.groups()
+    rest = rest.strip()
+    if re.search(r"(?<![A-Za-z])\d", rest) or len(rest) > 40:
+        return None  # another number ('3 or 4'), or prose: not one number ('Mt CO2' is a unit)
+    value = float(digits.replace(",", ""))
+    return -value if sign in ("-", "−") else value
+
+
+def normalize_label(text: str) -> str:
+    """A name for comparison: lower case, plain dashes, single spaces, no leading article."""
+    text = text.lower().strip().strip("*`\"'.").strip()
+    text = re.sub(r"[‐‑‒–—−]", "-", text)
+    text = re.sub(r"(\d)\s*(?:-|to)\s*(\d)", r"\1-\2", text)
+    text = re.sub(r"\s+", " ", text)
+    return text.removeprefix("the ").strip()
+
+
+def fit_image(image: Image.Image, shape: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
+    """`image` as an RGB array of exactly `shape` (scaled to fit, centred on white)."""
+    height, width = shape
+    image = image.convert("RGB")
+    if image.size != (width, height):
+        scale = min(width / image.width, height / image.height)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        canvas = Image.new("RGB", (width, height), "white")
+        canvas.paste(
+            image.resize(size, Image.Resampling.LANCZOS), ((width - size[0]) // 2, (height - size[1]) // 2)
+        )
+        image = canvas
+    return np.asarray(image, dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=32)
+def chart_image(split: str, index: int, chart_type: str | None) -> np.ndarray:
+    """The rendered chart as a read-only array (cached: resets often replay a chart)."""
+    png = shared_renderer().render(make_chart(index, split, chart_type))
+    array = fit_image(Image.open(io.BytesIO(png)))
+    array.setflags(write=False)
+    return array
+
+
+def load_reachqa(path: str | Path) -> list[dict[str, Any]]:
+    """ReachQA-format records from a JSONL or JSON-list file; `image` paths resolve beside it."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        records = json.loads(text)
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"{path}: expected a non-empty list of ReachQA records")
+    loaded = []
+    for n, record in enumerate(records):
+        if not isinstance(record, dict) or "question" not in record or "answer" not in record:
+            raise ValueError(f"{path}: record {n} lacks 'question' or 'answer'")
+        record = {key: record.get(key) for key in REACHQA_FIELDS} | {
+            k: v for k, v in record.items() if k not in REACHQA_FIELDS
+        }
+        record["answer"] = str(record["answer"])
+        if record.get("image"):
+            image = Path(record["image"])
+            record["image"] = str(image if image.is_absolute() else path.parent / image)
+        loaded.append(record)
+    return loaded
+
+
+class ChartQAEnv(TextEnv):
+    """
+    ChartQA: answer a question about a chart, seen as an image, as plotting code, or as a table.
+
+    ## Description
+
+    After ReachQA and Code-as-Intermediary Translation (He et al. 2024): every chart is
+    synthesised as data first, then as a matplotlib script with the data written in it,
+    then rendered headless to a 480x360 PNG; questions are written from the data, never
+    from the picture, each with its exact answer and the computation behind it. 18 chart
+    types under 11 major types: bar (grouped, stacked, horizontal, percentage), line
+    (plain, annotated, error bars), pie and donut, scatter, area (stacked), histogram, box,
+    heatmap, radar, overlay (bars + line, area + line on one axes) and subplots (two axes
+    of different types over the same labels), over some 50 topics. Questions are
+    recognition (read a value, count, find the largest or smallest, compare, read the
+    legend) or reasoning (differences, ratios, shares, trends, totals and averages,
+    aggregates across series and subplots, multi-step counts). Modes:
+
+    | `mode` | observation text | observation image |
+    |---|---|---|
+    | `image` (default) | the question and the answer format | the chart |
+    | `code` | the plotting code, the question and the answer format | blank (zeros) |
+    | `table` | the chart's data as Markdown tables, the question, the format | blank (zeros) |
+
+    `code` is CIT's intermediary for text-only models; `table` is what a chart-to-table
+    reader extracts (histograms: bin counts; box plots: the five numbers and outliers).
+    Observations are always `{"text", "image"}` with a 360x480x3 uint8 image, so the
+    observation space never changes with the mode. The expert answers from the data.
+    Charts are rendered (headless, Agg) in worker subprocesses that write and run the
+    plotting code themselves under a 10 s limit (`EVOL_CHART_RENDERERS` workers per
+    process, default 2); images are cached per chart.
+
+    With `data=PATH` (a JSONL or JSON list of ReachQA records: `question`, `answer`,
+    `image` (path, relative to the file), `code`, `QA_type`, `major_chart_type`,
+    `minor_chart_type`) the env serves those records instead (task k = record k; images
+    are scaled to fit 360x480; `table` mode needs synthesised charts).
+
+    ## Instruction and action format
+
+    `info["instruction"]` says what the agent sees and the format: one reply whose answer
+    follows the last `Answer:` (a bare answer works too). Each question's answer format
+    is a number (a unit or % may follow), a whole number (counts), or a name shown on the
+    chart. An empty reply, a non-number where a number is asked, or a name the chart does
+    not show is invalid: the observation explains it, `info["invalid"]` is true, the turn
+    counts, and the agent may answer again.
+
+    ## Rewards
+
+    1.0 for a right answer, else 0.0. Numbers are right within `rel_tol` (default 5%,
+    ChartQA's relaxed accuracy) of the exact answer or `abs_tol` (default 0.01) from it;
+    counts must be exact; names match after normalisation (case, spaces, dashes, a
+    leading "the"). Free-text answers of loaded records match after the same normalisation.
+
+    ## Success
+
+    The answer is right (reward 1.0).
+
+    ## Termination
+
+    Terminated by the first well-formed answer, right or wrong; then `info` carries
+    `answer` (the gold answer), `computation`, `given` and `correct`. Truncated after
+    `max_turns` turns (default 4) of malformed answers. `info` at reset carries `QA_type`,
+    `major_chart_type`, `minor_chart_type`, `answer_type`, `mode`, `topic` and the task.
+
+    ## Task options
+
+    `reset(seed, options={"task": k, "split": "train" | "test", "mode": ..., "chart_type":
+    minor type, "qa_type": "recognition" | "reasoning"})`. Task k (below 1,000,000 in train,
+    2,000 in test: 500 charts and 1,000 questions of each QA type, as ReachQA's test set)
+    is question k % 4 of chart k // 4; chart c has type c mod 18 unless `chart_type` names
+    one; questions 0-1 are recognition, 2-3 reasoning, unless `qa_type` picks. Train and
+    test charts come from disjoint random streams. Without `task`, k is drawn from the
+    env's seeded generator. Constructor kwargs: `mode`, `data`, `rel_tol`, `abs_tol`,
+    `max_turns`, `render_mode`.
+
+    ## Registered configurations
+
+    - `evol/ChartQA-v0`: synthesised charts, image mode, 4 turns.
+    """
+
+    reward_range = (0.0, 1.0)
+    max_turns = 4
+    success_rule = "the answer is right (numbers within the tolerance, names after normalisation)"
+    multimodal = True
+    image_shape = IMAGE_SHAPE
+    splits = ("train", "test")
+    max_action_length = 2048
+    max_observation_length = 65536
+
+    def __init__(
+        self,
+        mode: str = "image",
+        data: str | None = None,
+        rel_tol: float = 0.05,
+        abs_tol: float = 0.01,
+        max_turns: int | None = None,
+        render_mode: str | None = None,
+    ):
+        super().__init__(max_turns=max_turns, render_mode=render_mode)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        if rel_tol < 0 or abs_tol < 0:
+            raise ValueError("rel_tol and abs_tol must be >= 0")
+        self.mode = mode
+        self.rel_tol = rel_tol
+        self.abs_tol = abs_tol
+        self.records = load_reachqa(data) if data else None
+        if self.records is not None and mode == "table":
+            raise ValueError("table mode needs synthesised charts (ReachQA records carry no table)")
+        self._question: Question | None = None
+        self._choices: dict[str, str] = {}
+        self._prompt = ""
+        self._correct = False
+        self._record_images: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    # ---- episode ----------------------------------------------------------------------
+    def _reset(self, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        for key in ("split", "mode", "chart_type", "qa_type"):
+            if options.get(key) is None:
+                options.pop(key, None)
+        mode = self.select_choice(options, "mode", MODES, self.mode)
+        split = self.select_choice(options, "split", self.splits, "train")
+        self._correct = False
+        if self.records is not None:
+            if mode == "table":
+                raise TaskOptionError("table mode needs synthesised charts (ReachQA records carry no table)")
+            task = self.select_task(options, len(self.records))
+            observation, info = self._reset_record(task, mode)
+        else:
+            task = self.select_task(options, TASKS_PER_SPLIT[split])
+            observation, info = self._reset_chart(task, split, mode, options)
+        info = {
+            "instruction": INSTRUCTION.format(
+                source=SOURCES[mode],
+                rel_tol=format_number(self.rel_tol * 100),
+                abs_tol=format_number(self.abs_tol, 6),
+                max_turns=self.max_turns,
+            ),
+            "question": self._question.question,
+            "answer_type": self._question.answer_type,
+            "mode": mode,
+            "split": split,
+            "task": task,
+            **info,
+        }
+        return observation, info
+
+    def _reset_chart(self, task: int, split: str, mode: str, options: dict[str, Any]):
+        chart_type = options.get("chart_type")
+        if chart_type is not None and chart_type not in CHART_TYPES:
+            raise TaskOptionError(
+                f"options.chart_type must be one of {list(CHART_TYPES)}, got {chart_type!r}"
+            )
+        index, slot = divmod(task, QUESTIONS_PER_CHART)
+        qa_type = self.select_choice(options, "qa_type", QA_TYPES, QA_TYPES[slot // 2])
+        chart = make_chart(index, split, chart_type)
+        candidates = pick_questions(chart)[qa_type]
+        self._question = candidates[slot % len(candidates)]
+        self._choices = {normalize_label(name): name for name in chart_vocabulary(chart)}
+        if mode == "image":
+            image = chart_image(split, index, chart_type)
+            self._prompt = self._question_text()
+        else:
+            image = np.zeros((*self.image_shape, 3), dtype=np.uint8)
+            body = f"```python\n{plotting_code(chart)}```" if mode == "code" else chart_table(chart)
+            intro = "The chart is drawn by this matplotlib code:" if mode == "code" else "The chart's data:"
+            self._prompt = f"{intro}\n{body}\n\n{self._question_text()}"
+        info = {
+            "QA_type": qa_type,
+            "major_chart_type": chart.major,
+            "minor_chart_type": chart.minor,
+            "topic": chart.topic,
+            "chart": index,
+        }
+        return {"text": self._prompt, "image": image.copy()}, info
+
+    def _reset_record(self, task: int, mode: str):
+        record = self.records[task]
+        gold = record["answer"].strip()
+        answer_type = record.get("answer_type")
+        if answer_type not in ("number", "integer", "label", "text") or (
+            answer_type in ("number", "integer") and parse_number(gold) is None
+        ):
+            answer_type = "number" if parse_number(gold) is not None else "text"
+        self._question = Question(
+            question=str(record["question"]),
+            answer=gold,
+            answer_type=answer_type,
+            qa_type=str(record.get("QA_type") or ""),
+            template=str(record.get("template") or "reachqa"),
+            noun=str(record.get("noun") or ""),
+            computation=str(record.get("computation") or ""),
+            unit=str(record.get("unit") or ""),
+        )
+        self._choices = {}
+        if mode == "code":
+            if not record.get("code"):
+                raise TaskOptionError(f"record {task} has no code for code mode")
+            image = np.zeros((*self.image_shape, 3), dtype=np.uint8)
+            self._prompt = (
+                f"The chart is drawn by this matplotlib code:\n```python\n{record['code']}\n```\n\n"
+            )
+            self._prompt += self._question_text()
+        else:
+            if not record.get("image"):
+                raise TaskOptionError(f"record {task} has no image for image mode")
+            image = self._record_image(task)
+            self._prompt = self._question_text()
+        info = {
+            "QA_type": self._question.qa_type,
+            "major_chart_type": record.get("major_chart_type"),
+            "minor_chart_type": record.get("minor_chart_type"),
+        }
+        return {"text": self._prompt, "image": image.copy()}, info
+
+    def _record_image(self, task: int) -> np.ndarray:
+        if task not in self._record_images:
+            with Image.open(self.records[task]["image"]) as image:
+                array = fit_image(image, self.image_shape)
+            array.setflags(write=False)
+            self._record_images[task] = array
+            if len(self._record_images) > 16:
+                self._record_images.popitem(last=False)
+        return self._record_images[task]
+
+    def _question_text(self) -> str:
+        q = self._question
+        if q.answer_type == "integer":
+            fmt = "a whole number, as in `Answer: 7`."
+        elif q.answer_type == "number":
+            unit = " (a percentage)" if q.unit == "%" else f" (in {q.unit})" if q.unit else ""
+            fmt = f"a number{unit}, as in `Answer: 12.5`."
+        elif q.answer_type == "label":
+            fmt = (
+                f"a {q.noun or 'name'} exactly as written on the chart, as in `Answer: <{q.noun or 'name'}>`."
+            )
+        else:
+            fmt = "a short answer, as in `Answer: <answer>`."
+        return f"Question: {q.question}\nAnswer format: {fmt}"
+
+    def _step(self, action: str) -> tuple[dict[str, Any], float, bool, dict[str, Any]]:
+        q = self._question
+        given = extract_answer(action)
+        if not given:
+            return self._invalid("the reply holds no answer")
+        if q.answer_type in ("number", "integer"):
+            value = parse_number(given)
+            if value is None:
+                what = "a whole number" if q.answer_type == "integer" else "a number"
+                return self._invalid(f"{given!r} is not {what} (write digits, as in `Answer: 12.5`)")
+            gold = float(parse_number(q.answer))
+            if q.answer_type == "integer":
+                correct = value == gold
+            else:
+                correct = abs(value - gold) <= max(self.abs_tol, self.rel_tol * abs(gold))
+        elif q.answer_type == "label":
+            name = normalize_label(given)
+            if self._choices and name not in self._choices:
+                return self._invalid(
+                    f"{given!r} is not a name shown on the chart; write the {q.noun} as labelled"
+                )
+            correct = name == normalize_label(q.answer)
+        else:
+            gold_number, value = parse_number(q.answer), parse_number(given)
+            if gold_number is not None and value is not None:
+                correct = abs(value - gold_number) <= max(self.abs_tol, self.rel_tol * abs(gold_number))
+            else:
+                correct = normalize_label(given) == normalize_label(q.answer)
+        self._correct = bool(correct)
+        verdict = "Correct." if correct else f"Wrong: the answer is {q.answer}."
+        info = {"correct": self._correct, "given": given, "answer": q.answer, "computation": q.computation}
+        return self.observation_with_text(verdict), float(correct), True, info
+
+    def _invalid(self, reason: str) -> tuple[Any, float, bool, dict[str, Any]]:
+        return self.invalid(f"Invalid answer: {reason}.\n\n{self._question_text()}")
+
+    def observation_with_text(self, text: str) -> dict[str, Any]:
+        # Why the copy: each observation owns its array (gymnasium's checker insists; callers may write).
+        observation = super().observation_with_text(text)
+        return {"text": text, "image": observation["image"].copy()}
+
+    def _success(self) -> bool:
+        return self._correct
+
+    def expert_action(self) -> str:
+        """The gold answer, computed from the chart's data when the chart was made."""
+        if self._question is None:
+            return "Answer: 0"
+        return f"Answer: {self._question.answer}"
