@@ -1,0 +1,1 @@
+"""A WebShop-style shop: a generated catalogue with ranked search."""
