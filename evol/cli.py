@@ -268,6 +268,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         (out / "test_time.json").write_text(json.dumps(report, indent=2))
         print(json.dumps({k: v for k, v in report.items() if k != "per_task"}, indent=2))
         print(f"evol: test-time scaling report in {out / 'test_time.json'}")
+    if "evol/Sycophancy-v0" in args.env:
+        from envs.sycophancy.metrics import mmsy_report
+
+        report = mmsy_report(
+            [t for t in trajectories if t.env == "evol/Sycophancy-v0"],
+            env_kwargs=env_kwargs.get("evol/Sycophancy-v0"),
+        )
+        (out / "mmsy.json").write_text(json.dumps(report, indent=2))
+        rates = {k: report[k] for k in ("acc_r1", "sycophancy_rate", "correction_rate")}
+        print(f"MM-SY rates: {json.dumps(rates)} (details in {out / 'mmsy.json'})")
     print(f"evol: wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'success.png'}")
     return 0
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # Env kwargs that name files on the server: settable by whoever starts the server
 # (`evol serve --env-kwargs`), never by a client over HTTP.
-SERVER_SIDE_KWARGS = frozenset({"data", "cache_dir"})
+SERVER_SIDE_KWARGS = frozenset({"data", "cache_dir", "judge"})
 
 
 @dataclass

@@ -184,6 +184,20 @@ def test_server_refuses_file_kwargs_from_clients(shared_server):
     import requests
 
     answer = requests.post(
-        f"{shared_server.url}/sessions", json={"env": "evol/MathCritique-v0", "kwargs": {"data": "/etc/passwd"}}
+        f"{shared_server.url}/sessions",
+        json={"env": "evol/MathCritique-v0", "kwargs": {"data": "/etc/passwd"}},
     )
     assert answer.status_code == 400 and "evol serve --env-kwargs" in answer.json()["error"]["message"]
+
+
+def test_eval_reports_mmsy_rates_for_the_sycophancy_env(tmp_path):
+    out = tmp_path / "eval"
+    answer = subprocess.run(
+        [sys.executable, "-m", "evol.cli", "eval", "--env", "evol/Sycophancy-v0", "--episodes", "8", "--agent", "expert",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    report = json.loads((out / "mmsy.json").read_text())
+    assert report["acc_r1"] == 1.0 and report["sycophancy_rate"] == 0.0
+    assert "MM-SY rates" in answer.stdout

@@ -1,0 +1,1 @@
+"""Two-agent adversarial prompting (GPO): an attacker, a defender and a judge."""
