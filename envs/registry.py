@@ -28,6 +28,14 @@ BUILTIN_ENVS: dict[str, str] = {
     "evol/MathCritic-v0": "envs.math.critic_env:MathCriticEnv",
     "evol/ChartQA-v0": "envs.charts.env:ChartQAEnv",
     "evol/ToolUse-v0": "envs.tools.env:ToolUseEnv",
+    "evol/RedTeam-Attacker-v0": "envs.redteam.attacker:AttackerEnv",
+    "evol/RedTeam-Defender-v0": "envs.redteam.defender:DefenderEnv",
+    "evol/Sycophancy-v0": "envs.sycophancy.env:SycophancyEnv",
+    "evol/WebShop-v0": "envs.webshop.env:WebShopEnv",
+    "evol/Maze-v0": "envs.games.maze:MazeEnv",
+    "evol/Wordle-v0": "envs.games.wordle:WordleEnv",
+    "evol/TextCraft-v0": "envs.games.textcraft:TextCraftEnv",
+    "evol/SciWorld-v0": "envs.sciworld.env:SciWorldEnv",
 }
 
 _evol_ids: list[str] = []

@@ -72,7 +72,9 @@ def test_serve_with_a_counterpart_critic_and_env_kwargs(start_server):
     )
     sid = requests.post(f"{server.url}/sessions", json={"env": "evol/MathCritique-v0"}).json()["session"]
     requests.post(f"{server.url}/sessions/{sid}/reset", json={"options": {"task": 0}})
-    step = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "2 + 2 = 5\nThe answer is 5."}).json()
+    step = requests.post(
+        f"{server.url}/sessions/{sid}/step", json={"action": "2 + 2 = 5\nThe answer is 5."}
+    ).json()
     assert not step["terminated"], "a wrong answer with a critic gets a critique and a refinement round"
     assert "Wrong" in step["observation"]
     step = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "The answer is 5."}).json()
