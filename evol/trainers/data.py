@@ -11,12 +11,14 @@ from evol.trajectory import Trajectory, read_trajectories
 
 
 def load_trajectories(paths: Iterable[str | Path]) -> list[Trajectory]:
+    """Every trajectory of the files, in a fixed order (by episode key): concurrent rollouts
+    write in completion order, and training should not depend on it."""
     trajectories = []
     for path in paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"trajectory file {path} does not exist")
         trajectories.extend(read_trajectories(path))
-    return trajectories
+    return sorted(trajectories, key=lambda t: t.key)
 
 
 def select(
