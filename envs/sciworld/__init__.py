@@ -1,0 +1,1 @@
+"""ScienceWorld on the scienceworld package (a Java process)."""
