@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import threading
 from typing import Any
 
 import gymnasium as gym
@@ -40,6 +41,7 @@ BUILTIN_ENVS: dict[str, str] = {
 
 _evol_ids: list[str] = []
 _plugins_loaded = False
+_plugins_lock = threading.RLock()
 
 
 def register(env_id: str, entry_point: str, **kwargs: Any) -> None:
@@ -56,18 +58,22 @@ def register_builtin() -> None:
 
 
 def load_plugins() -> None:
-    """Run every `evolgym.envs` entry point once (each registers its envs)."""
+    """Run every `evolgym.envs` entry point once (each registers its envs); thread-safe:
+    no caller returns before every plugin has registered."""
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
-    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
-        try:
-            hook = entry.load()
-            if callable(hook):
-                hook()
-        except Exception:
-            log.exception("env plugin %s failed to load", entry.name)
+    with _plugins_lock:
+        if _plugins_loaded:
+            return
+        for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+            try:
+                hook = entry.load()
+                if callable(hook):
+                    hook()
+            except Exception:
+                log.exception("env plugin %s failed to load", entry.name)
+        _plugins_loaded = True
 
 
 def env_ids() -> list[str]:

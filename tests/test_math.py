@@ -269,7 +269,7 @@ def revise(solution: str, observation: str) -> str:
 
 
 def run(agent: Agent, tasks: range, samples: int = 1, **env_kwargs):
-    engine = RolloutEngine(agent, concurrency=4, progress=False, env_kwargs=env_kwargs)
+    engine = RolloutEngine(agent, concurrency=4, progress=False, env_kwargs={ACTOR: env_kwargs})
     try:
         specs = [
             EpisodeSpec(ACTOR, k, {"task": k, "split": "test"}, s) for k in tasks for s in range(samples)

@@ -14,7 +14,7 @@ import pytest
 from agents.base import AgentInput, SamplingParams
 from agents.scripted import ExpertAgent
 from agents.tiny import build_tiny_model
-from evol.rollout import RolloutEngine, task_specs
+from evol.rollout import EpisodeSpec, RolloutEngine, task_specs
 from evol.trainers.agentevol import AgentEvolConfig, AgentEvolTrainer
 from evol.trainers.bc import BCConfig, BCTrainer
 from evol.trainers.config import ConfigError, from_mapping, load_config
@@ -36,14 +36,18 @@ def expert_file(tmp_path_factory) -> Path:
     return path
 
 
-def test_bc_lowers_the_loss_and_reproduces_a_memorised_action(expert_file, tmp_path):
-    corpus = [m["content"] for t in read_trajectories(expert_file) for m in t.messages]
+def test_bc_lowers_the_loss_and_reproduces_a_memorised_action(tmp_path):
+    # Tasks 0, 7, 14, 21 share target 1: the expert says "inc", then "submit".
+    memorised = tmp_path / "memorised.jsonl"
+    engine = RolloutEngine(ExpertAgent(), concurrency=4, progress=False)
+    with TrajectoryWriter(memorised) as writer:
+        engine.run([EpisodeSpec(COUNTER, k, {"task": k}) for k in (0, 7, 14, 21)], writer)
+    corpus = [m["content"] for t in read_trajectories(memorised) for m in t.messages]
     base = build_tiny_model(tmp_path / "base", corpus)
     config = BCConfig(
         model=str(base),
-        data=[str(expert_file)],
+        data=[str(memorised)],
         output_dir=str(tmp_path / "bc"),
-        history_turns=0,
         train=TrainSettings(**{**QUICK, "epochs": 40.0, "batch_size": 16, "logging_steps": 5}),
     )
     result = BCTrainer(config).train()
@@ -51,16 +55,15 @@ def test_bc_lowers_the_loss_and_reproduces_a_memorised_action(expert_file, tmp_p
     from agents.hf import HFAgent
 
     agent = HFAgent(str(result.model_dir), device="cpu")
-    trajectory = next(read_trajectories(expert_file))
-    # The first turn of task 0 (target 1): the expert said "inc"; after "inc" it said "submit".
-    first = [trajectory.messages[0], trajectory.messages[1]]
-    second = [trajectory.messages[0], trajectory.messages[3]]
+    trajectory = next(t for t in read_trajectories(memorised) if t.task["options"]["task"] == 0)
+    first = trajectory.messages[:2]
+    second = trajectory.messages[:4]
     outputs = agent.act(
         [AgentInput(messages=first), AgentInput(messages=second)], SamplingParams(max_new_tokens=6)
     )
     assert [o.action for o in outputs] == [trajectory.actions[0], trajectory.actions[1]] == ["inc", "submit"]
     summary = json.loads((tmp_path / "bc" / "train_summary.json").read_text())
-    assert summary["kept"] == 6 and summary["tokens_per_s"] > 0
+    assert summary["kept"] == 4 and summary["tokens_per_s"] > 0
     assert (tmp_path / "bc" / "config.yaml").exists()
 
 
