@@ -239,3 +239,5 @@ def test_threads_of_one_process_generate_different_games_at_once(tmp_path):
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert all(pool.map(play, range(6)))
+        # Cached games, loaded by many threads at once (TextWorld's logic parser is shared).
+        assert all(pool.map(play, range(6)))

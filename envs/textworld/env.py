@@ -15,6 +15,7 @@ from envs.errors import ResetNeeded, TaskOptionError
 from envs.textworld.games import (
     DIFFICULTIES,
     PARAM_LIMITS,
+    TEXTWORLD_LOCK,
     GameCache,
     GameGenerationError,
     GameParams,
@@ -186,11 +187,13 @@ class TextWorldEnv(TextEnv):
         return {"task": task, "split": split, "difficulty": difficulty, **sizes}, params
 
     def _open(self, path: Path) -> Any:
-        if self._game is None or path != self._game_path:
-            self._close_game()
-            self._game = textworld.start(str(path), request_infos=REQUEST_INFOS)
-            self._game_path = path
-        return self._game.reset()
+        # Loading a game parses its logic with TextWorld's shared parser: one at a time per process.
+        with TEXTWORLD_LOCK:
+            if self._game is None or path != self._game_path:
+                self._close_game()
+                self._game = textworld.start(str(path), request_infos=REQUEST_INFOS)
+                self._game_path = path
+            return self._game.reset()
 
     def _close_game(self) -> None:
         if self._game is not None:

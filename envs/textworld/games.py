@@ -142,9 +142,10 @@ def generate_game(params: GameParams, path: Path) -> None:
     raise GameGenerationError(f"TextWorld could not generate a game from {params} in {MAX_ATTEMPTS} attempts")
 
 
-# TextWorld's generator keeps global state: one generation at a time per process
-# (the server steps sessions from many threads); the file lock covers other processes.
-_GENERATION_LOCK = threading.Lock()
+# TextWorld's generator and its logic parser keep global state: one generation or game
+# load at a time per process (a server resets sessions from many threads); the file lock
+# covers other processes.
+TEXTWORLD_LOCK = threading.RLock()
 
 
 class GameCache:
@@ -166,7 +167,7 @@ class GameCache:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 if not path.is_file():  # another process may have made it while we waited
-                    with _GENERATION_LOCK:
+                    with TEXTWORLD_LOCK:
                         self._generate_into_place(params, path.parent)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
