@@ -117,6 +117,14 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+def sampling_options(sampling: SamplingParams) -> dict[str, Any]:
+    """`GenerationConfig` options for `sampling`: greedy at temperature 0; otherwise
+    top-k off (top_k=0), as in vLLM and the OpenAI API."""
+    if sampling.temperature <= 0:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
+
+
 def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -253,15 +261,7 @@ class HFAgent(TokenCountingAgent):
         if cached:
             self.prefix_cache.hits += sum(reuse)
             self.prefix_cache.misses += sum(len(ids) for ids in prompts) - sum(reuse)
-        options: dict[str, Any] = {"do_sample": False}
-        if sampling.temperature > 0:
-            # top_k=0: no top-k cut, as in vLLM and the OpenAI API.
-            options = {
-                "do_sample": True,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "top_k": 0,
-            }
+        options = sampling_options(sampling)
         config = GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=samples,

@@ -16,14 +16,13 @@ from __future__ import annotations
 import base64
 import gc
 import io
-from typing import Any
 
 import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
 from agents.base import AgentInput, Message, SamplingParams
-from agents.hf import HFAgent, TokenCountingAgent, cut_at_stop, resolve_dtype
+from agents.hf import HFAgent, TokenCountingAgent, cut_at_stop, resolve_dtype, sampling_options
 
 
 def image_from_url(url: str) -> Image.Image:
@@ -157,14 +156,7 @@ class HFVisionAgent(TokenCountingAgent):
         batch = batch.to(self.device)
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
-        options: dict[str, Any] = {"do_sample": False}
-        if sampling.temperature > 0:
-            options = {
-                "do_sample": True,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "top_k": 0,
-            }
+        options = sampling_options(sampling)
         config = GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=samples,

@@ -69,6 +69,7 @@ class TextEnv(gym.Env):
     multimodal: bool = False
     image_shape: tuple[int, int] = (0, 0)
     splits: tuple[str, ...] = ()
+    task_options: tuple[str, ...] | None = None  # reset option keys; set it and others are refused
     max_action_length: int = 2048
     max_observation_length: int = 1 << 20
 
@@ -151,6 +152,13 @@ class TextEnv(gym.Env):
         if options is not None and not isinstance(options, dict):
             raise TaskOptionError(f"options must be a mapping, got {type(options).__name__}")
         options = dict(options or {})
+        if self.task_options is not None:
+            options = {key: value for key, value in options.items() if value is not None}
+            unknown = set(options) - set(self.task_options)
+            if unknown:
+                raise TaskOptionError(
+                    f"unknown option(s) {sorted(unknown)} for {type(self).__name__}; known: {list(self.task_options)}"
+                )
         observation, info = self._reset(options)
         if "instruction" not in info:
             raise RuntimeError(f"{type(self).__name__}._reset must put 'instruction' in info")

@@ -88,16 +88,21 @@ def _env_kwargs(text: str | None, env_ids: list[str]) -> dict[str, dict]:
     return value
 
 
-def _counterparts(env_ids: list[str], items: list[str]) -> dict[str, dict]:
-    """`NAME=SPEC` counterpart agents (critic, defender, ...) for the served envs that take `NAME`."""
+def _envs_taking(env_ids: list[str], kwarg: str) -> list[str]:
+    """The env ids whose constructor takes `kwarg` (a counterpart, critique rounds, ...)."""
     import inspect
 
+    return [e for e in env_ids if kwarg in inspect.signature(envs.env_class(e).__init__).parameters]
+
+
+def _counterparts(env_ids: list[str], items: list[str]) -> dict[str, dict]:
+    """`NAME=SPEC` counterpart agents (critic, defender, ...) for the served envs that take `NAME`."""
     overrides: dict[str, dict] = {}
     for item in items:
         name, _, spec = item.partition("=")
         if not name or not spec:
             raise ValueError(f"--counterpart wants NAME=AGENT_SPEC, got {item!r}")
-        takers = [e for e in env_ids if name in inspect.signature(envs.env_class(e).__init__).parameters]
+        takers = _envs_taking(env_ids, name)
         if not takers:
             raise ValueError(f"no served env takes a {name!r} counterpart")
         if spec == "oracle":
@@ -237,11 +242,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"evol: {error}", file=sys.stderr)
         return 2
-    math_envs = [
-        e
-        for e in args.env
-        if "refine_rounds" in __import__("inspect").signature(envs.env_class(e).__init__).parameters
-    ]
+    math_envs = _envs_taking(args.env, "refine_rounds")
     if args.refine:
         if not math_envs:
             print("evol: --refine needs an env with critique rounds (evol/MathCritique-v0)", file=sys.stderr)

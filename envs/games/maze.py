@@ -209,6 +209,7 @@ class MazeEnv(TextEnv):
     max_turns = turn_limit(DEFAULT_SIZE)
     success_rule = "the agent reaches the goal cell"
     splits = SPLITS
+    task_options = OPTIONS
     max_action_length = 256
     max_observation_length = 4096
 
@@ -234,10 +235,6 @@ class MazeEnv(TextEnv):
 
     # ---- the contract ---------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        options = {key: value for key, value in options.items() if value is not None}
-        unknown = set(options) - set(OPTIONS)
-        if unknown:
-            raise TaskOptionError(f"unknown option(s) {sorted(unknown)} for MazeEnv; known: {list(OPTIONS)}")
         split = self.select_choice(options, "split", SPLITS, "train")
         task = self.select_task(options, TASKS_PER_SPLIT[split])
         size = options.get("size", self.size)

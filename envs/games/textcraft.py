@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.core import TextEnv
-from envs.errors import ResetNeeded, TaskOptionError
+from envs.errors import ResetNeeded
 
 RECIPES_PATH = Path(__file__).with_name("recipes.json")
 SPLITS = ("train", "test")
@@ -218,6 +218,7 @@ class TextCraftEnv(TextEnv):
     max_turns = 20
     success_rule = "the goal item is crafted"
     splits = SPLITS
+    task_options = OPTIONS
     max_action_length = 512
     max_observation_length = 8192
 
@@ -231,12 +232,6 @@ class TextCraftEnv(TextEnv):
 
     # ---- the contract ---------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        options = {key: value for key, value in options.items() if value is not None}
-        unknown = set(options) - set(OPTIONS)
-        if unknown:
-            raise TaskOptionError(
-                f"unknown option(s) {sorted(unknown)} for TextCraftEnv; known: {list(OPTIONS)}"
-            )
         split = self.select_choice(options, "split", SPLITS, "train")
         depth = options.get("depth")
         if depth is not None:

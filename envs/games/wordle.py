@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import TextEnv
-from envs.errors import ResetNeeded, TaskOptionError
+from envs.errors import ResetNeeded
 
 WORDS_PATH = Path(__file__).with_name("words.txt")
 SPLITS = ("train", "test")
@@ -195,6 +195,7 @@ class WordleEnv(TextEnv):
     max_turns = 8
     success_rule = "the hidden word is guessed within six guesses"
     splits = SPLITS
+    task_options = OPTIONS
     max_action_length = 256
     max_observation_length = 4096
 
@@ -208,12 +209,6 @@ class WordleEnv(TextEnv):
 
     # ---- the contract ---------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        options = {key: value for key, value in options.items() if value is not None}
-        unknown = set(options) - set(OPTIONS)
-        if unknown:
-            raise TaskOptionError(
-                f"unknown option(s) {sorted(unknown)} for WordleEnv; known: {list(OPTIONS)}"
-            )
         split = self.select_choice(options, "split", SPLITS, "train")
         answers = split_answers(split)
         task = self.select_task(options, len(answers))

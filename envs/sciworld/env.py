@@ -229,6 +229,7 @@ class SciWorldEnv(TextEnv):
     max_turns = 30
     success_rule = "ScienceWorld's full score, 100 (the task is completed)"
     splits = SPLITS
+    task_options = OPTIONS
     max_action_length = 512
     max_observation_length = 65536
 
@@ -305,12 +306,6 @@ class SciWorldEnv(TextEnv):
 
     # ---- the contract ---------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        options = {key: value for key, value in options.items() if value is not None}
-        unknown = set(options) - set(OPTIONS)
-        if unknown:
-            raise TaskOptionError(
-                f"unknown option(s) {sorted(unknown)} for SciWorldEnv; known: {list(OPTIONS)}"
-            )
         split = self.select_choice(options, "split", SPLITS, "train")
         task = self.select_task(options, TASKS_PER_SPLIT[split])
         if "task_name" in options:

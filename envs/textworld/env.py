@@ -138,6 +138,7 @@ class TextWorldEnv(TextEnv):
     max_turns = 30
     success_rule = "the game is won (its quest is completed)"
     splits = SPLITS
+    task_options = ("task", "split", "difficulty", *PARAM_LIMITS)
     max_action_length = 512
 
     def __init__(
@@ -204,9 +205,6 @@ class TextWorldEnv(TextEnv):
 
     # ---- the contract ---------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        unknown = set(options) - {"task", "split", "difficulty", *PARAM_LIMITS}
-        if unknown:
-            raise TaskOptionError(f"unknown option(s) {sorted(unknown)} for {type(self).__name__}")
         task_info, params = self._task_params(options)
         try:
             path = self.cache.get(params)

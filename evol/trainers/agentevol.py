@@ -202,10 +202,10 @@ class AgentEvolTrainer:
         )
         try:
             with TrajectoryWriter(out) as writer:
-                engine.run(specs, writer)
+                finished = engine.run(specs, writer)
         finally:
             engine.close()
-        errors = [t for t in read_trajectories(out) if t.error is not None]
+        errors = [t for t in finished if t.error is not None]
         if errors:
             self.log(
                 f"[agentevol] {len(errors)} episodes in {out} ended with an error, e.g.: {errors[0].error}"
