@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from agents.base import Agent, AgentInput, AgentOutput, Message, SamplingParams
-from agents.prefix_cache import PrefixCache, batch_cache, row_layers
+from agents.prefix_cache import CachedDecoder, PrefixCache, top_p_filter
 
 
 class TokenCountingAgent(Agent):
@@ -64,8 +65,56 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+class PromptEncoder:
+    """`encode` that re-uses the token ids of text it has seen: a conversation's next prompt
+    repeats the last one, so only the text after its last special token is tokenized anew.
+
+    Tokenizers split special tokens (`<|im_end|>`, ...) out before anything else, so the ids
+    of `A + special + B` are the ids of `A + special` followed by those of `B`. The first
+    `checks` encodings are also done in full and compared; a tokenizer for which that does
+    not hold gets full encoding from then on.
+    """
+
+    def __init__(self, tokenizer: Any, capacity: int = 256, checks: int = 32):
+        self.tokenizer = tokenizer
+        self.capacity = capacity
+        self.checks = checks
+        self.enabled = True
+        self.entries: OrderedDict[str, list[int]] = OrderedDict()  # text ending in a special token -> ids
+        specials = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        self.special = {i: t.content for i, t in specials.items() if getattr(t, "special", False) and t.content}
+
+    def __call__(self, text: str) -> list[int]:
+        if not self.enabled or not self.special:
+            return encode(self.tokenizer, text)
+        best = max((key for key in self.entries if text.startswith(key)), key=len, default="")
+        ids = (self.entries[best] if best else []) + encode(self.tokenizer, text[len(best) :])
+        if best:
+            self.entries.move_to_end(best)
+        if self.checks > 0:
+            self.checks -= 1
+            if ids != encode(self.tokenizer, text):
+                self.enabled = False
+                self.entries.clear()
+                return encode(self.tokenizer, text)
+        for position in range(len(ids) - 1, -1, -1):  # remember the text up to its last special token
+            content = self.special.get(ids[position])
+            if content is not None:
+                cut = text.rfind(content) + len(content)
+                if cut > len(best):
+                    self.entries[text[:cut]] = ids[: position + 1]
+                    while len(self.entries) > self.capacity:
+                        self.entries.popitem(last=False)
+                break
+        return ids
+
+
 def chat_prompt_ids(
-    tokenizer: Any, messages: list[Message], max_tokens: int | None = None, chat_template: str | None = None
+    tokenizer: Any,
+    messages: list[Message],
+    max_tokens: int | None = None,
+    chat_template: str | None = None,
+    encoder: PromptEncoder | None = None,
 ) -> list[int]:
     """Token ids of `messages` chat-templated with the generation prompt, at most `max_tokens` long.
 
@@ -75,7 +124,8 @@ def chat_prompt_ids(
     half the budget.
     """
     messages = [text_only(message) for message in messages]
-    ids = encode(tokenizer, render_chat(tokenizer, messages, chat_template))
+    text = render_chat(tokenizer, messages, chat_template)
+    ids = encoder(text) if encoder is not None else encode(tokenizer, text)
     if max_tokens is None or len(ids) <= max_tokens:
         return ids
     head = messages[:1] if messages and messages[0]["role"] == "system" else []
@@ -181,6 +231,7 @@ class HFAgent(TokenCountingAgent):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.encoder = PromptEncoder(self.tokenizer)
         self.pad_token_id = self.tokenizer.pad_token_id or 0  # masked out of every prompt: any id will do
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, self.device))
         self.model.to(self.device).eval()
@@ -193,6 +244,7 @@ class HFAgent(TokenCountingAgent):
         self.eos_token_ids = {
             token for token in (eos if isinstance(eos, list) else [eos]) if token is not None
         }
+        self.decoder = CachedDecoder(self.model, self.prefix_cache) if self.prefix_cache is not None else None
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
         """`sampling.n` replies per input; `last_token_counts` gets the tokens generated per input."""
@@ -200,7 +252,8 @@ class HFAgent(TokenCountingAgent):
             raise RuntimeError("the agent is closed")
         limit = prompt_limit(self.max_context_tokens, sampling.max_new_tokens)
         prompts = [
-            chat_prompt_ids(self.tokenizer, item.messages, limit, self.chat_template) for item in inputs
+            chat_prompt_ids(self.tokenizer, item.messages, limit, self.chat_template, self.encoder)
+            for item in inputs
         ]
         greedy = sampling.temperature == 0
         samples = 1 if greedy else sampling.n  # greedy samples are all the same: generate one
@@ -236,32 +289,16 @@ class HFAgent(TokenCountingAgent):
     def generate_ids(
         self, prompts: list[list[int]], sampling: SamplingParams, samples: int
     ) -> tuple[list[str], list[int]]:
-        """One `model.generate` call on left-padded `prompts`: `samples` replies per prompt and their token counts."""
+        """`samples` replies per prompt and their token counts: from the prefix cache's own
+        decode loop (one sample), else one `model.generate` call on left-padded `prompts`."""
+        if self.prefix_cache is not None and samples == 1:
+            return self.generate_cached(prompts, sampling)
         pad = self.pad_token_id
-        cached = self.prefix_cache is not None and samples == 1
-        # Row layout: [pad][cached prefix] [pad][new tokens]; the cache covers the first `reuse_width` columns.
-        found = [self.prefix_cache.lookup(ids) for ids in prompts] if cached else [(None, 0)] * len(prompts)
-        reuse = [length for _, length in found]
-        reuse_width = max(reuse)
-        rest_width = max(len(ids) - r for ids, r in zip(prompts, reuse))
-        rows, mask = [], []
-        for ids, r in zip(prompts, reuse):
-            head, tail = reuse_width - r, rest_width - (len(ids) - r)
-            rows.append([pad] * head + ids[:r] + [pad] * tail + ids[r:])
-            mask.append([0] * head + [1] * r + [0] * tail + [1] * (len(ids) - r))
-        width = reuse_width + rest_width
-        input_ids = torch.tensor(rows, device=self.device)
-        attention_mask = torch.tensor(mask, device=self.device)
-        extra: dict[str, Any] = {}
-        if reuse_width:
-            entries = [(self.prefix_cache.entries[key] if key is not None else None, r) for key, r in found]
-            extra["cache"] = batch_cache(
-                entries, reuse_width, input_ids.float(), self.model.config.num_hidden_layers
-            )
-        if cached:
-            self.prefix_cache.hits += sum(reuse)
-            self.prefix_cache.misses += sum(len(ids) for ids in prompts) - sum(reuse)
-        options = sampling_options(sampling)
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
+        attention_mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device
+        )
         config = GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=samples,
@@ -270,31 +307,47 @@ class HFAgent(TokenCountingAgent):
             pad_token_id=pad,
             bos_token_id=self.model.generation_config.bos_token_id,
             use_cache=True,
-            return_dict_in_generate=cached,
-            **options,
+            **sampling_options(sampling),
         )
         with torch.inference_mode():
-            output = self.model.generate(
+            sequences = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=config,
                 tokenizer=self.tokenizer,
-                **extra,
             )
-        sequences = output.sequences if cached else output
         texts, lengths = [], []
-        for i, row in enumerate(sequences[:, width:].tolist()):
+        for row in sequences[:, width:].tolist():
             length = self.generated_length(row)
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
             texts.append(cut_at_stop(text, sampling.stop))
             lengths.append(length)
-            if cached and length > 1:
-                # The cache holds the prompt and every generated token but the last (never fed back).
-                fed = attention_mask[i].nonzero().flatten()
-                positions = torch.cat([fed, torch.arange(width, width + length - 1, device=fed.device)])
-                self.prefix_cache.store(
-                    prompts[i] + row[: length - 1], row_layers(output.cache, i, positions), found[i][0]
-                )
+        return texts, lengths
+
+    def generate_cached(self, prompts: list[list[int]], sampling: SamplingParams) -> tuple[list[str], list[int]]:
+        """One reply per prompt, continuing each from its longest cached prefix (`CachedDecoder`)."""
+        stop = [s for s in sampling.stop if s]
+
+        def pick(logits: torch.Tensor) -> torch.Tensor:
+            if sampling.temperature <= 0:
+                return logits.argmax(dim=-1)
+            logits = top_p_filter(logits / sampling.temperature, sampling.top_p)
+            return torch.multinomial(logits.softmax(dim=-1), 1).squeeze(-1)
+
+        def finished(index: int, generated: list[int]) -> bool:
+            if generated[-1] in self.eos_token_ids:
+                return True
+            return bool(stop) and any(s in self.tokenizer.decode(generated) for s in stop)
+
+        with torch.inference_mode():
+            rows = self.decoder.run(
+                prompts, sampling.max_new_tokens, pick, finished, self.pad_token_id
+            )
+        texts, lengths = [], []
+        for row in rows:
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            texts.append(cut_at_stop(text, sampling.stop))
+            lengths.append(len(row))
         return texts, lengths
 
     def generated_length(self, row: list[int]) -> int:

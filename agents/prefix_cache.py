@@ -3,14 +3,25 @@
 An agent turn re-sends the whole conversation; its start is what the model already
 encoded last turn. `PrefixCache` stores, per recent conversation, the token ids the
 model has encoded and their keys/values; `lookup` finds the longest stored prefix of a
-new prompt. `batch_cache` lines several rows' cached prefixes up (left-padded) into one
-`DynamicCache` so a batch of conversations continues in one `generate` call.
+new prompt.
+
+`CachedDecoder` continues a batch of conversations from their cached prefixes with its
+own decode loop over the model's forward (the model's attention, RoPE and weights; no
+`generate`):
+- every row is laid out from position 0 in one preallocated key/value buffer per layer
+  (`RowCache`), so rows never carry left padding and a decode step writes in place;
+- rows are prefilled in groups of similar new-token counts (few padded query tokens),
+  then decoded together, one token per row per step, each row masked to its own length;
+- at the end each row's keys/values (prompt and reply) go back into the `PrefixCache`.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -23,10 +34,16 @@ class CacheEntry:
 
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 class PrefixCache:
@@ -45,7 +62,11 @@ class PrefixCache:
         At least the prompt's last token is left to prefill (it produces the next logits)."""
         best, best_len = None, 0
         for key, entry in self.entries.items():
-            length = common_prefix(entry.ids, prompt)
+            ids = entry.ids
+            # Only an entry that agrees with the prompt past `best_len` can do better.
+            if min(len(ids), len(prompt)) <= best_len or ids[: best_len + 1] != prompt[: best_len + 1]:
+                continue
+            length = common_prefix(ids, prompt)
             if length > best_len:
                 best, best_len = key, length
         best_len = min(best_len, len(prompt) - 1)
@@ -68,36 +89,214 @@ class PrefixCache:
         self.entries.clear()
 
 
-def batch_cache(rows: list[tuple[CacheEntry | None, int]], width: int, like: torch.Tensor, num_layers: int):
-    """A `DynamicCache` of `width` positions: row i holds its entry's first `length` positions, left-padded."""
-    from transformers import DynamicCache
+class RowCache:
+    """Per-layer key/value buffers of shape (rows, heads, capacity, dim), each row from position 0.
 
-    layers = []
-    for layer in range(num_layers):
-        keys, values = [], []
-        for entry, length in rows:
-            if entry is None or length == 0:
-                keys.append(None)
-                values.append(None)
-            else:
-                k, v = entry.layers[layer]
-                keys.append(k[:, :length])
-                values.append(v[:, :length])
-        template = next(k for k in keys if k is not None)
-        heads, _, dim = template.shape
-        k_out = like.new_zeros((len(rows), heads, width, dim), dtype=template.dtype)
-        v_out = like.new_zeros((len(rows), heads, width, dim), dtype=template.dtype)
-        for i, (k, v) in enumerate(zip(keys, values)):
-            if k is not None:
-                k_out[i, :, width - k.shape[1] :] = k
-                v_out[i, :, width - v.shape[1] :] = v
-        layers.append((k_out, v_out))
-    return DynamicCache(ddp_cache_data=layers)
+    The model's attention calls `update(keys, values, layer)`; the new keys/values go to
+    `positions` (one per query token) of the rows `rows`, and the attention gets those
+    rows' buffers up to `width`. The caller sets `rows`, `positions` and `width` before
+    each forward. Buffers are kept between calls and grown when a call needs more; what
+    a row holds past its own length is never attended to (the mask), and stale values
+    are finite.
+    """
+
+    is_compileable = False
+
+    def __init__(self, num_layers: int):
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.num_layers = num_layers
+        self.batch = 0  # rows and positions this call needs
+        self.capacity = 0
+        self.rows = slice(None)
+        self.positions: torch.Tensor | None = None  # (rows, queries)
+        self.width = 0
+
+    def reserve(self, batch: int, capacity: int, like: torch.Tensor | None) -> None:
+        """Make room for `batch` rows of `capacity` positions; `like` (1, heads, _, dim) gives
+        the shape and dtype when no buffer exists yet (None: allocate at the first update)."""
+        current = self.keys[0]
+        if current is not None and current.shape[0] >= batch and current.shape[2] >= capacity:
+            return
+        if current is not None:  # grow by half at least, so a run of growing calls reallocates rarely
+            batch = max(batch, current.shape[0])
+            capacity = max(capacity, current.shape[2] * 3 // 2)
+        self.batch, self.capacity = batch, capacity
+        like = current if current is not None else like
+        self.keys = [None] * self.num_layers
+        self.values = [None] * self.num_layers
+        if like is not None:
+            for layer in range(self.num_layers):
+                self.allocate(layer, like)
+
+    def allocate(self, layer: int, like: torch.Tensor) -> None:
+        shape = (self.batch, like.shape[1], self.capacity, like.shape[3])
+        self.keys[layer] = like.new_zeros(shape)
+        self.values[layer] = like.new_zeros(shape)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        if self.keys[layer_idx] is None:
+            self.allocate(layer_idx, key_states)
+        keys, values = self.keys[layer_idx][self.rows], self.values[layer_idx][self.rows]
+        index = self.positions[:, None, :, None].expand(-1, key_states.shape[1], -1, key_states.shape[3])
+        keys.scatter_(2, index, key_states.to(keys.dtype))
+        values.scatter_(2, index, value_states.to(values.dtype))
+        return keys[:, :, : self.width], values[:, :, : self.width]
+
+    # Parts of transformers' Cache interface a model may ask for.
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.width
+
+    def __len__(self) -> int:
+        return self.num_layers
 
 
-def row_layers(cache, row: int, positions: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Row `row`'s keys/values at `positions` of a batched cache, as a cache entry holds them."""
-    out = []
-    for layer in cache.layers:
-        out.append((layer.keys[row][:, positions].clone(), layer.values[row][:, positions].clone()))
-    return out
+def group_rows(new: list[int], total: list[int], overhead: int = 64, key_cost: float = 1 / 800) -> list[tuple[int, int]]:
+    """Split rows, in the order given, into runs [a, b) that are prefilled together.
+
+    A run pads every row to its most new tokens and attends over its longest row, so it
+    costs `overhead` (a forward's fixed cost, in token-equivalents) plus rows x most new
+    tokens x (1 + `key_cost` x longest total). Returns the cheapest split (dynamic programming).
+    """
+    n = len(new)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for b in range(1, n + 1):
+        most_new, longest = 0, 0
+        for a in range(b - 1, -1, -1):
+            most_new, longest = max(most_new, new[a]), max(longest, total[a])
+            cost = best[a] + overhead + (b - a) * most_new * (1 + key_cost * longest)
+            if cost < best[b]:
+                best[b], cut[b] = cost, a
+    runs, b = [], n
+    while b > 0:
+        runs.append((cut[b], b))
+        b = cut[b]
+    return runs[::-1]
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Logits outside the smallest set of tokens whose probability reaches `top_p` set to -inf."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove = cumulative <= (1 - top_p)
+    remove[..., -1] = False  # the most likely token always stays
+    return logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+
+
+class CachedDecoder:
+    """Continue conversations from their cached prefixes: grouped prefill, then a shared decode loop.
+
+    `model` is a transformers causal LM whose forward takes `position_ids`, a ready 4D
+    attention mask and a cache object with `update(keys, values, layer)` (Llama, Qwen,
+    Mistral, Phi and most decoder-only models in transformers do).
+    """
+
+    def __init__(self, model: Any, cache: PrefixCache, prefill_overhead: int = 64):
+        self.model = model
+        self.cache = cache
+        self.prefill_overhead = prefill_overhead
+        self.num_layers = model.config.num_hidden_layers
+        self.kv = RowCache(self.num_layers)
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    def forward(self, kv: RowCache, input_ids: torch.Tensor, positions: torch.Tensor, keep: torch.Tensor | int):
+        """Logits of `input_ids` (rows, queries) at `positions`; `keep`: the query columns to return."""
+        kv.positions = positions
+        kv.width = int(positions.max()) + 1
+        columns = torch.arange(kv.width, device=positions.device)
+        allowed = columns[None, None, :] <= positions[:, :, None]  # causal, per row
+        dtype = self.model.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=positions.device)
+        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+        output = self.model(
+            input_ids=input_ids,
+            position_ids=positions,
+            attention_mask=mask[:, None],
+            use_cache=True,
+            logits_to_keep=keep,
+            **{self.cache_arg: kv},
+        )
+        return output.logits
+
+    def run(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        pick: Callable[[torch.Tensor], torch.Tensor],
+        finished: Callable[[int, list[int]], bool],
+        pad_token_id: int,
+    ) -> list[list[int]]:
+        """Generated token ids per prompt. `pick` maps (rows, vocab) logits to next tokens;
+        `finished(row, generated)` says whether a row is done (EOS, stop string)."""
+        device = self.model.device
+        found = [self.cache.lookup(ids) for ids in prompts]
+        reuse = [length for _, length in found]
+        new = [len(ids) - r for ids, r in zip(prompts, reuse)]
+        self.cache.hits += sum(reuse)
+        self.cache.misses += sum(new)
+        # Batch row -> prompt index, by prompt length then new tokens: similar rows share a prefill.
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), new[i]))
+        batch = len(order)
+        kv = self.kv
+        template = next((self.cache.entries[key] for key, _ in found if key is not None), None)
+        like = template.layers[0][0][None] if template is not None else None
+        kv.reserve(batch, max(reuse) + max(new) + max_new_tokens, like)
+        # Cached prefixes into the buffers.
+        if template is not None:
+            for row, i in enumerate(order):
+                key, r = found[i]
+                if key is None:
+                    continue
+                for layer, (k, v) in enumerate(self.cache.entries[key].layers):
+                    kv.keys[layer][row, :, :r] = k[:, :r]
+                    kv.values[layer][row, :, :r] = v[:, :r]
+        # Grouped prefill of the new tokens; the logits at each row's last prompt token.
+        next_logits: list[torch.Tensor | None] = [None] * batch
+        runs = group_rows([new[i] for i in order], [len(prompts[i]) for i in order], self.prefill_overhead)
+        for a, b in runs:
+            width = max(new[i] for i in order[a:b])
+            rows = order[a:b]
+            ids = torch.full((b - a, width), pad_token_id, dtype=torch.long)
+            for j, i in enumerate(rows):
+                ids[j, : new[i]] = torch.tensor(prompts[i][reuse[i] :])
+            starts = torch.tensor([reuse[i] for i in rows])
+            positions = starts[:, None] + torch.arange(width)[None, :]
+            last = sorted({new[i] - 1 for i in rows})
+            kv.rows = slice(a, b)
+            logits = self.forward(kv, ids.to(device), positions.to(device), torch.tensor(last, device=device))
+            column = {position: c for c, position in enumerate(last)}
+            for j, i in enumerate(rows):
+                next_logits[a + j] = logits[j, column[new[i] - 1]]
+        logits = torch.stack(next_logits)
+        # Shared decode loop.
+        kv.rows = slice(0, batch)
+        lengths = torch.tensor([len(prompts[i]) for i in order], device=device)
+        generated: list[list[int]] = [[] for _ in range(batch)]
+        done = [False] * batch
+        for step in range(max_new_tokens):
+            tokens = pick(logits.float())
+            for row, token in enumerate(tokens.tolist()):
+                if not done[row]:
+                    generated[row].append(token)
+                    done[row] = finished(order[row], generated[row])
+            if all(done) or step == max_new_tokens - 1:
+                break
+            feed = torch.tensor(
+                [pad_token_id if done[row] else generated[row][-1] for row in range(batch)], device=device
+            )
+            logits = self.forward(kv, feed[:, None], (lengths + step)[:, None], 1)[:, -1]
+        # Each row's keys/values (prompt and every generated token but the last) back into the cache.
+        out: list[list[int]] = [[] for _ in prompts]
+        for row, i in enumerate(order):
+            out[i] = generated[row]
+            fed = len(prompts[i]) + len(generated[row]) - 1
+            layers = [
+                (kv.keys[layer][row, :, :fed].clone(), kv.values[layer][row, :, :fed].clone())
+                for layer in range(self.num_layers)
+            ]
+            self.cache.store(prompts[i] + generated[row][:-1], layers, found[i][0])
+        return out
