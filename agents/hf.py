@@ -82,7 +82,9 @@ class PromptEncoder:
         self.enabled = True
         self.entries: OrderedDict[str, list[int]] = OrderedDict()  # text ending in a special token -> ids
         specials = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-        self.special = {i: t.content for i, t in specials.items() if getattr(t, "special", False) and t.content}
+        self.special = {
+            i: t.content for i, t in specials.items() if getattr(t, "special", False) and t.content
+        }
 
     def __call__(self, text: str) -> list[int]:
         if not self.enabled or not self.special:
@@ -324,7 +326,9 @@ class HFAgent(TokenCountingAgent):
             lengths.append(length)
         return texts, lengths
 
-    def generate_cached(self, prompts: list[list[int]], sampling: SamplingParams) -> tuple[list[str], list[int]]:
+    def generate_cached(
+        self, prompts: list[list[int]], sampling: SamplingParams
+    ) -> tuple[list[str], list[int]]:
         """One reply per prompt, continuing each from its longest cached prefix (`CachedDecoder`)."""
         stop = [s for s in sampling.stop if s]
 
@@ -340,9 +344,7 @@ class HFAgent(TokenCountingAgent):
             return bool(stop) and any(s in self.tokenizer.decode(generated) for s in stop)
 
         with torch.inference_mode():
-            rows = self.decoder.run(
-                prompts, sampling.max_new_tokens, pick, finished, self.pad_token_id
-            )
+            rows = self.decoder.run(prompts, sampling.max_new_tokens, pick, finished, self.pad_token_id)
         texts, lengths = [], []
         for row in rows:
             text = self.tokenizer.decode(row, skip_special_tokens=True)

@@ -151,7 +151,9 @@ class RowCache:
         return self.num_layers
 
 
-def group_rows(new: list[int], total: list[int], overhead: int = 64, key_cost: float = 1 / 800) -> list[tuple[int, int]]:
+def group_rows(
+    new: list[int], total: list[int], overhead: int = 64, key_cost: float = 1 / 800
+) -> list[tuple[int, int]]:
     """Split rows, in the order given, into runs [a, b) that are prefilled together.
 
     A run pads every row to its most new tokens and attends over its longest row, so it
@@ -203,7 +205,9 @@ class CachedDecoder:
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
 
-    def forward(self, kv: RowCache, input_ids: torch.Tensor, positions: torch.Tensor, keep: torch.Tensor | int):
+    def forward(
+        self, kv: RowCache, input_ids: torch.Tensor, positions: torch.Tensor, keep: torch.Tensor | int
+    ):
         """Logits of `input_ids` (rows, queries) at `positions`; `keep`: the query columns to return."""
         kv.positions = positions
         kv.width = int(positions.max()) + 1

