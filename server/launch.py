@@ -19,7 +19,9 @@ def free_port() -> int:
 
 
 class LaunchedServer:
-    """An `evol serve` subprocess on a loopback port of its own; `url` once /health answers."""
+    """An `evol serve` subprocess on a loopback port of its own; `url` once /health answers.
+
+    The server ends with this process, also when this process is killed (`EVOL_PARENT_PID`)."""
 
     def __init__(
         self,
@@ -34,7 +36,10 @@ class LaunchedServer:
         command = [sys.executable, "-m", "evol.cli", "serve", *env_ids, "--port", str(self.port), *flags]
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            command, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            env={**os.environ, "EVOL_PARENT_PID": str(os.getpid()), **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:

@@ -17,6 +17,8 @@ from agents.prefix_cache import PrefixCache, common_prefix, group_rows, top_p_fi
 from agents.tiny import build_tiny_model  # noqa: E402
 
 SYSTEM = "You are an agent in a grid world. Answer with one action."
+# EVOL_TEST_DEVICE=cuda runs these on a GPU (float32 there too: replies are compared exactly).
+ON = {"device": os.environ.get("EVOL_TEST_DEVICE", "cpu"), "dtype": "float32"}
 
 
 def chat(observation: str, turns: int = 0) -> list[dict]:
@@ -49,7 +51,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plain(model_path):
-    agent = HFAgent(model_path, device="cpu")
+    agent = HFAgent(model_path, **ON)
     yield agent
     agent.close()
 
@@ -128,7 +130,7 @@ def test_prompt_encoder_turns_itself_off_for_a_tokenizer_that_breaks_its_assumpt
 
 def test_a_mixed_batch_gets_the_replies_of_plain_generation(model_path, plain):
     """Cache hits, fresh prompts and two prompts continuing one cached conversation, in one call."""
-    cached = HFAgent(model_path, device="cpu", prefix_cache=16)
+    cached = HFAgent(model_path, **ON, prefix_cache=16)
     sampling = SamplingParams(max_new_tokens=8)
     first = [chat("You see a red ball.", turns=2), chat("You see a grey key.", turns=5)]
     cached.act([AgentInput(messages=c) for c in first], sampling)
@@ -154,7 +156,7 @@ def test_a_mixed_batch_gets_the_replies_of_plain_generation(model_path, plain):
 
 
 def test_cached_replies_stop_at_stop_strings_like_plain_generation(model_path, plain):
-    cached = HFAgent(model_path, device="cpu", prefix_cache=4)
+    cached = HFAgent(model_path, **ON, prefix_cache=4)
     inputs = [AgentInput(chat("You see a red ball.")), AgentInput(chat("You see a grey key.", turns=1))]
     full = plain.act(inputs, SamplingParams(max_new_tokens=24))
     stop = next(
@@ -174,8 +176,8 @@ def test_cached_replies_stop_at_stop_strings_like_plain_generation(model_path, p
 def test_cached_sampling_is_reproducible_with_a_seed_and_varies_across_rows(model_path):
     inputs = [AgentInput(chat("You see a red ball."))] * 6
     sampling = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=10)
-    first = HFAgent(model_path, device="cpu", seed=3, prefix_cache=8)
-    second = HFAgent(model_path, device="cpu", seed=3, prefix_cache=8)
+    first = HFAgent(model_path, **ON, seed=3, prefix_cache=8)
+    second = HFAgent(model_path, **ON, seed=3, prefix_cache=8)
     replies = first.generate(inputs, sampling)
     assert replies == second.generate(inputs, sampling)
     assert len({r[0] for r in replies}) > 1  # equal prompts, their own samples
@@ -187,7 +189,7 @@ def test_cached_sampling_is_reproducible_with_a_seed_and_varies_across_rows(mode
 
 
 def test_kv_buffers_grow_for_longer_conversations_without_changing_replies(model_path, plain):
-    cached = HFAgent(model_path, device="cpu", prefix_cache=4)
+    cached = HFAgent(model_path, **ON, prefix_cache=4)
     sampling = SamplingParams(max_new_tokens=6)
     short = [AgentInput(chat("A red ball."))]
     assert [o.text for o in cached.act(short, sampling)] == [o.text for o in plain.act(short, sampling)]

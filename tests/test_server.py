@@ -238,6 +238,43 @@ def test_killed_server_gives_the_client_a_clear_error(start_server):
     env.close()  # closing after the server died does not raise
 
 
+def test_a_launched_server_ends_when_its_launcher_is_killed():
+    """A trainer killed by SIGKILL leaves no env server behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "from server.launch import LaunchedServer\n"
+         "import sys, time\n"
+         f"server = LaunchedServer([{COUNTER!r}])\n"
+         "print(server.process.pid, server.url, flush=True)\n"
+         "time.sleep(600)\n"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    pid, url = launcher.stdout.readline().split()
+    assert requests.get(f"{url}/health", timeout=5).status_code == 200
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                break  # exited; waits for its new parent to reap it
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(int(pid), signal.SIGKILL)
+        pytest.fail("the env server outlived the process that launched it")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/health", timeout=2)
+
+
 def test_remote_env_passes_check_env_and_raises_server_errors(server):
     env = RemoteEnv(COUNTER, url=server.url)
     check_env(env, skip_render_check=True)
