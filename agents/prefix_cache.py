@@ -30,6 +30,7 @@ import torch
 class CacheEntry:
     ids: list[int]  # the tokens whose keys/values are held
     layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (heads, len, dim)
+    prompt_len: int = 0  # how many of `ids` were the prompt (the rest: the reply)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -75,12 +76,23 @@ class PrefixCache:
         self.entries.move_to_end(best)
         return best, best_len
 
+    def continues(self, key: int | None, reused: int) -> bool:
+        """Whether a prompt that reuses `reused` tokens of entry `key` is that conversation going on
+        (it repeats the entry's whole prompt), rather than another one sharing its start."""
+        entry = self.entries.get(key) if key is not None else None
+        return entry is not None and reused >= entry.prompt_len
+
     def store(
-        self, ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]], replaces: int | None
+        self,
+        ids: list[int],
+        layers: list[tuple[torch.Tensor, torch.Tensor]],
+        replaces: int | None,
+        prompt_len: int | None = None,
     ) -> None:
+        """Keep `layers` for `ids`; `replaces` (an entry key, or None) is dropped."""
         if replaces is not None:
             self.entries.pop(replaces, None)
-        self.entries[self._next] = CacheEntry(ids, layers)
+        self.entries[self._next] = CacheEntry(ids, layers, len(ids) if prompt_len is None else prompt_len)
         self._next += 1
         while len(self.entries) > self.capacity:
             self.entries.popitem(last=False)
@@ -201,9 +213,26 @@ class CachedDecoder:
         self.cache = cache
         self.prefill_overhead = prefill_overhead
         self.num_layers = model.config.num_hidden_layers
-        self.kv = RowCache(self.num_layers)
+        # Two sets of buffers, used in turn: a call reads cached prefixes from the entries
+        # (views into the buffers the last call wrote) while it writes into the other set.
+        self.buffers = [RowCache(self.num_layers), RowCache(self.num_layers)]
+        self.turn = 0
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    @property
+    def kv(self) -> RowCache:
+        """The buffers the last call wrote."""
+        return self.buffers[self.turn]
+
+    def release(self, kv: RowCache) -> None:
+        """Give the entries that still live in `kv`'s buffers copies of their own (it is about to be rewritten)."""
+        if kv.keys[0] is None:
+            return
+        storage = kv.keys[0].untyped_storage().data_ptr()
+        for entry in self.cache.entries.values():
+            if entry.layers and entry.layers[0][0].untyped_storage().data_ptr() == storage:
+                entry.layers = [(k.clone(), v.clone()) for k, v in entry.layers]
 
     def forward(
         self, kv: RowCache, input_ids: torch.Tensor, positions: torch.Tensor, keep: torch.Tensor | int
@@ -238,6 +267,7 @@ class CachedDecoder:
         `finished(row, generated)` says whether a row is done (EOS, stop string)."""
         device = self.model.device
         found = [self.cache.lookup(ids) for ids in prompts]
+        continued = [self.cache.continues(key, length) for key, length in found]
         reuse = [length for _, length in found]
         new = [len(ids) - r for ids, r in zip(prompts, reuse)]
         self.cache.hits += sum(reuse)
@@ -245,7 +275,9 @@ class CachedDecoder:
         # Batch row -> prompt index, by prompt length then new tokens: similar rows share a prefill.
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), new[i]))
         batch = len(order)
-        kv = self.kv
+        self.turn ^= 1
+        kv = self.buffers[self.turn]
+        self.release(kv)
         template = next((self.cache.entries[key] for key, _ in found if key is not None), None)
         like = template.layers[0][0][None] if template is not None else None
         kv.reserve(batch, max(reuse) + max(new) + max_new_tokens, like)
@@ -293,14 +325,17 @@ class CachedDecoder:
                 [pad_token_id if done[row] else generated[row][-1] for row in range(batch)], device=device
             )
             logits = self.forward(kv, feed[:, None], (lengths + step)[:, None], 1)[:, -1]
-        # Each row's keys/values (prompt and every generated token but the last) back into the cache.
+        # Each row's keys/values (prompt and every generated token but the last) back into the
+        # cache, as views of this call's buffers (`release` copies them before those are rewritten).
         out: list[list[int]] = [[] for _ in prompts]
         for row, i in enumerate(order):
             out[i] = generated[row]
             fed = len(prompts[i]) + len(generated[row]) - 1
             layers = [
-                (kv.keys[layer][row, :, :fed].clone(), kv.values[layer][row, :, :fed].clone())
+                (kv.keys[layer][row, :, :fed], kv.values[layer][row, :, :fed])
                 for layer in range(self.num_layers)
             ]
-            self.cache.store(prompts[i] + generated[row][:-1], layers, found[i][0])
+            # A conversation going on replaces its entry; one that only shared its start leaves it.
+            replaces = found[i][0] if continued[i] else None
+            self.cache.store(prompts[i] + generated[row][:-1], layers, replaces, len(prompts[i]))
         return out

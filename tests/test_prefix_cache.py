@@ -198,3 +198,56 @@ def test_kv_buffers_grow_for_longer_conversations_without_changing_replies(model
     assert [o.text for o in cached.act(long, sampling)] == [o.text for o in plain.act(long, sampling)]
     assert cached.decoder.kv.keys[0].shape[2] > capacity and cached.decoder.kv.keys[0].shape[0] >= 2
     cached.close()
+
+
+def test_a_conversation_that_skips_a_call_continues_from_its_own_cache(model_path, plain):
+    """Calls write the two buffer sets in turn: an entry left in the set being rewritten keeps its keys."""
+    cached = HFAgent(model_path, **ON, prefix_cache=8)
+    sampling = SamplingParams(max_new_tokens=6)
+    a, d = chat("Room A: a red ball.", turns=6), chat("Room D: a grey key.", turns=1)
+
+    def step(conversations):
+        inputs = [AgentInput(messages=c) for c in conversations]
+        expected = [o.text for o in plain.act(inputs, sampling)]
+        assert [o.text for o in cached.act(inputs, sampling)] == expected
+        for conversation, reply in zip(conversations, expected):
+            conversation += [{"role": "assistant", "content": reply}, {"role": "user", "content": "Go on."}]
+
+    step([a, chat("A long room.", turns=30)])  # a in row 0 of the first set, sized for a long row
+    step([d])  # d in row 0 of the second set
+    hits = cached.prefix_cache.hits
+    # The first set again: d (shorter) goes to row 0 — where a's cached keys were — before a is read.
+    step([a, d])
+    assert cached.prefix_cache.hits - hits > 100  # both came from the cache
+    assert_entries_hold_the_models_keys(cached)
+    step([a, d, chat("Room C: a purple box.")])
+    assert_entries_hold_the_models_keys(cached)
+    cached.close()
+
+
+def assert_entries_hold_the_models_keys(agent):
+    """Every cache entry's keys/values are what the model computes for its tokens from scratch."""
+    for entry in agent.prefix_cache.entries.values():
+        ids = torch.tensor([entry.ids], device=agent.model.device)
+        with torch.inference_mode():
+            cache = agent.model(input_ids=ids, use_cache=True).past_key_values
+        for layer, (keys, values) in enumerate(entry.layers):
+            assert torch.allclose(keys, cache.layers[layer].keys[0], atol=1e-4)
+            assert torch.allclose(values, cache.layers[layer].values[0], atol=1e-4)
+
+
+def test_a_new_conversation_sharing_a_start_leaves_the_running_ones_cached(model_path):
+    cached = HFAgent(model_path, **ON, prefix_cache=8)
+    sampling = SamplingParams(max_new_tokens=4)
+    running = chat("Room A: a red ball.", turns=4)
+    reply = cached.act([AgentInput(messages=running)], sampling)[0].text
+    (first,) = cached.prefix_cache.entries.values()
+    cached.act([AgentInput(messages=chat("Room B: a grey key."))], sampling)  # shares the system message
+    assert any(e is first for e in cached.prefix_cache.entries.values())
+    assert len(cached.prefix_cache.entries) == 2
+    running += [{"role": "assistant", "content": reply}, {"role": "user", "content": "Go on."}]
+    misses = cached.prefix_cache.misses
+    cached.act([AgentInput(messages=running)], sampling)
+    assert cached.prefix_cache.misses - misses < 40  # only the new turn (and the re-read reply) was prefilled
+    assert not any(e is first for e in cached.prefix_cache.entries.values())  # the longer one replaced it
+    cached.close()
