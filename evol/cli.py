@@ -175,7 +175,9 @@ def _engine(args: argparse.Namespace, env_kwargs: dict[str, dict] | None = None)
     from agents import load_agent
     from evol.rollout import RolloutEngine
 
-    kwargs = {"prefix_cache": args.prefix_cache} if args.agent.startswith("hf:") and args.prefix_cache else {}
+    kwargs = {}
+    if args.agent.startswith("hf:"):
+        kwargs["prefix_cache"] = 2 * args.concurrency if args.prefix_cache is None else args.prefix_cache
     return RolloutEngine(
         load_agent(args.agent, **kwargs),
         agent_name=args.agent,
@@ -359,8 +361,8 @@ def _add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--prefix-cache",
         type=int,
-        default=0,
-        help="hf agents: keep the KV cache of this many conversations between turns (default 0: off)",
+        default=None,
+        help="hf agents: keep the KV cache of this many conversations between turns (default: twice --concurrency; 0: off)",
     )
 
 

@@ -77,6 +77,7 @@ class AgentEvolConfig:
     servers: int = 1  # env servers the trainer launches when `urls` is empty
     backend: Literal["hf", "vllm"] = "hf"  # how the policy generates
     device: str = "auto"  # for the hf backend
+    prefix_cache: bool = True  # hf backend: keep each episode's KV cache across its turns
     seed: int = 0
     progress: bool = True  # progress bars
     bc_train: TrainSettings = field(default_factory=TrainSettings)  # how behaviour cloning learns
@@ -187,7 +188,12 @@ class AgentEvolTrainer:
             return VLLMAgent(str(model_dir), seed=self.config.seed)
         from agents.hf import HFAgent
 
-        return HFAgent(str(model_dir), device=self.config.device, seed=self.config.seed)
+        return HFAgent(
+            str(model_dir),
+            device=self.config.device,
+            seed=self.config.seed,
+            prefix_cache=2 * self.config.concurrency if self.config.prefix_cache else 0,
+        )
 
     def _rollout(self, agent, specs, out: Path, temperature: float) -> None:
         self._ensure_servers()
