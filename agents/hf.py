@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -26,16 +27,20 @@ class TokenCountingAgent(Agent):
 
     Subclasses set `last_token_counts` (one count per input, all samples together) in
     `generate`; `act` copies them into `AgentOutput.tokens`. Parsing stays in `Agent.act`.
+    One model serves one call at a time: concurrent `act` calls (threads sharing an agent)
+    wait for each other, so each reads its own counts.
     """
 
     last_token_counts: list[int]
 
     def act(self, inputs: list[AgentInput], sampling: SamplingParams | None = None) -> list[AgentOutput]:
-        self.last_token_counts = []
-        outputs = super().act(inputs, sampling)
-        for output, count in zip(outputs, self.last_token_counts):
-            output.tokens = count
-        return outputs
+        lock = self.__dict__.setdefault("_act_lock", threading.Lock())
+        with lock:
+            self.last_token_counts = []
+            outputs = super().act(inputs, sampling)
+            for output, count in zip(outputs, self.last_token_counts):
+                output.tokens = count
+            return outputs
 
 
 def text_only(message: Message) -> Message:

@@ -189,3 +189,22 @@ def test_prefix_cache_continues_conversations_with_the_same_replies(model_path, 
     # After the first call, most of every prompt came from the cache.
     assert cached.prefix_cache.hits > cached.prefix_cache.misses
     assert len(cached.prefix_cache.entries) == 4
+
+
+def test_threads_sharing_an_agent_each_get_their_own_token_counts(agent):
+    import threading
+
+    batches = [[AgentInput(chat(f"You see {k} red balls."))] * (1 + k % 3) for k in range(6)]
+    sampling = SamplingParams(max_new_tokens=8)
+    expected = [[o.tokens for o in agent.act(batch, sampling)] for batch in batches]
+    got: dict[int, list[int]] = {}
+
+    def run(k: int) -> None:
+        got[k] = [o.tokens for o in agent.act(batches[k], sampling)]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [got[k] for k in range(len(batches))] == expected
