@@ -122,13 +122,17 @@ def chat_prompt_ids(
     max_tokens: int | None = None,
     chat_template: str | None = None,
     encoder: PromptEncoder | None = None,
+    truncation_step: int = 1,
 ) -> list[int]:
     """Token ids of `messages` chat-templated with the generation prompt, at most `max_tokens` long.
 
     A conversation that is too long loses its oldest turns first (the system message
-    stays, and what is kept starts at a user turn); if its last turn alone is still too
-    long, tokens are cut from the left, keeping the system message where it takes at most
-    half the budget.
+    stays, and what is kept starts at a user turn). They go in steps of `truncation_step`
+    tokens: the turns dropped add up to the smallest multiple of the step that makes the
+    rest fit, so as a conversation grows its kept part keeps the same start for several
+    turns (and a prefix cache keeps serving it) instead of moving every turn; a step of 1
+    drops just enough. If the last turn alone is still too long, tokens are cut from the
+    left, keeping the system message where it takes at most half the budget.
     """
     messages = [text_only(message) for message in messages]
     text = render_chat(tokenizer, messages, chat_template)
@@ -137,13 +141,36 @@ def chat_prompt_ids(
         return ids
     head = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(head) :]
-    while len(turns) > 1:
-        turns = turns[1:]
-        while len(turns) > 1 and turns[0]["role"] != "user":
-            turns = turns[1:]
-        ids = encode(tokenizer, render_chat(tokenizer, head + turns, chat_template))
-        if len(ids) <= max_tokens:
-            return ids
+    # Where the kept part may start: a user turn, else the last message.
+    starts = sorted({j for j in range(1, len(turns)) if turns[j]["role"] == "user"} | {len(turns) - 1})
+    starts = [j for j in starts if j >= 1]
+    lengths: dict[int, list[int]] = {}
+
+    def kept(j: int) -> list[int]:
+        if j not in lengths:
+            lengths[j] = encode(tokenizer, render_chat(tokenizer, head + turns[j:], chat_template))
+        return lengths[j]
+
+    def first_start(dropped_at_least: int) -> int | None:
+        """The first start (binary search: the kept part shrinks as the start moves) dropping enough."""
+        lo, hi = 0, len(starts)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(ids) - len(kept(starts[mid])) >= dropped_at_least:
+                hi = mid
+            else:
+                lo = mid + 1
+        return starts[lo] if lo < len(starts) else None
+
+    excess = len(ids) - max_tokens
+    step = max(1, truncation_step)
+    start = first_start(-(-excess // step) * step)
+    if start is None:
+        start = first_start(excess)
+    if start is not None:
+        return kept(start)
+    turns = turns[-1:]
+    ids = encode(tokenizer, render_chat(tokenizer, head + turns, chat_template))
     head_ids: list[int] = []
     if head:
         text = render_chat(tokenizer, head + turns, chat_template)
@@ -166,6 +193,13 @@ def prompt_limit(max_context_tokens: int | None, max_new_tokens: int) -> int | N
             f"max_new_tokens ({max_new_tokens}) leaves no room in a context of {max_context_tokens} tokens"
         )
     return max_context_tokens - max_new_tokens
+
+
+def truncation_step(agent: Any, limit: int | None) -> int:
+    """The agent's `truncation_step`, by default a quarter of the prompt budget."""
+    if agent.truncation_step is not None:
+        return agent.truncation_step
+    return max(1, (limit or 0) // 4)
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:
@@ -208,6 +242,8 @@ class HFAgent(TokenCountingAgent):
     - `seed`: makes sampling reproducible (call k uses `seed + k`; torch's global RNG is untouched).
     - `chat_template`: overrides the tokenizer's template (for base models without one).
     - `prefix_cache`: how many conversations keep their KV cache between calls (0: none).
+    - `truncation_step`: a conversation past the context loses its oldest turns in steps
+      of this many tokens (default: a quarter of the prompt budget; see `chat_prompt_ids`).
       A conversation's next turn then prefills only its new tokens (greedy or n=1 calls).
 
     `model` and `tokenizer` are the loaded objects; `close()` frees them.
@@ -223,6 +259,7 @@ class HFAgent(TokenCountingAgent):
         seed: int | None = None,
         chat_template: str | None = None,
         prefix_cache: int = 0,
+        truncation_step: int | None = None,
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -234,6 +271,7 @@ class HFAgent(TokenCountingAgent):
         self.calls = 0
         self.last_token_counts = []
         self.prefix_cache = PrefixCache(prefix_cache) if prefix_cache > 0 else None
+        self.truncation_step = truncation_step
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -259,7 +297,14 @@ class HFAgent(TokenCountingAgent):
             raise RuntimeError("the agent is closed")
         limit = prompt_limit(self.max_context_tokens, sampling.max_new_tokens)
         prompts = [
-            chat_prompt_ids(self.tokenizer, item.messages, limit, self.chat_template, self.encoder)
+            chat_prompt_ids(
+                self.tokenizer,
+                item.messages,
+                limit,
+                self.chat_template,
+                self.encoder,
+                truncation_step(self, limit),
+            )
             for item in inputs
         ]
         greedy = sampling.temperature == 0

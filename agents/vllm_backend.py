@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from agents.base import AgentInput, SamplingParams
-from agents.hf import TokenCountingAgent, chat_prompt_ids, cut_at_stop, prompt_limit
+from agents.hf import TokenCountingAgent, chat_prompt_ids, cut_at_stop, prompt_limit, truncation_step
 
 
 class VLLMAgent(TokenCountingAgent):
@@ -26,7 +26,9 @@ class VLLMAgent(TokenCountingAgent):
     with any further `llm_kwargs`; `max_model_len` (default: the model's) bounds prompt +
     new tokens, and longer prompts are left-truncated. With `seed`, call k samples with
     `seed + k` (each prompt of the call its own stream, so equal prompts get different
-    samples); on vLLM's CPU build the seed is the engine's (one stream for the run). `chat_template` overrides the tokenizer's. `llm` and `tokenizer` are the
+    samples); on vLLM's CPU build the seed is the engine's (one stream for the run).
+    `truncation_step` as in `HFAgent` (conversations past the context lose old turns in
+    steps, so vLLM's prefix cache keeps matching). `chat_template` overrides the tokenizer's. `llm` and `tokenizer` are the
     loaded objects.
     """
 
@@ -39,6 +41,7 @@ class VLLMAgent(TokenCountingAgent):
         enforce_eager: bool = False,
         seed: int | None = None,
         chat_template: str | None = None,
+        truncation_step: int | None = None,
         **llm_kwargs: Any,
     ):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -50,6 +53,7 @@ class VLLMAgent(TokenCountingAgent):
         self.name = f"vllm:{path}"
         self.seed = seed
         self.chat_template = chat_template
+        self.truncation_step = truncation_step
         self.calls = 0
         self.last_token_counts = []
         if seed is not None:
@@ -80,7 +84,16 @@ class VLLMAgent(TokenCountingAgent):
             return []
         limit = prompt_limit(self.max_context_tokens, sampling.max_new_tokens)
         prompts = [
-            {"prompt_token_ids": chat_prompt_ids(self.tokenizer, item.messages, limit, self.chat_template)}
+            {
+                "prompt_token_ids": chat_prompt_ids(
+                    self.tokenizer,
+                    item.messages,
+                    limit,
+                    self.chat_template,
+                    None,
+                    truncation_step(self, limit),
+                )
+            }
             for item in inputs
         ]
         greedy = sampling.temperature == 0

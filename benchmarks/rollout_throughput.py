@@ -11,7 +11,7 @@ Prints episodes/s of each, the speed-up, and the share of the engine's wall time
 outside model generation (env, HTTP, bookkeeping).
 
     python benchmarks/rollout_throughput.py [--episodes 64] [--baseline-episodes 8] [--concurrency 32]
-        [--max-turns 20] [--backend hf|vllm] [--device auto|cpu|cuda]
+        [--max-turns 20] [--backend hf|vllm] [--device auto|cpu|cuda] [--context 4096]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from server.launch import LaunchedServer
 ENV = "evol/BabyAI-v0"
 
 
-def build_model(path: Path) -> Path:
+def build_model(path: Path, context: int = 4096) -> Path:
     """A tiny model whose random replies never end early (so every turn costs the same)."""
     import envs
 
@@ -43,7 +43,7 @@ def build_model(path: Path) -> Path:
     for k in range(50):
         episode = envs.run_expert(env, seed=k, options={"task": k})
         corpus += [episode.instruction, *episode.observations, *episode.actions]
-    build_tiny_model(path, corpus, max_length=4096)
+    build_tiny_model(path, corpus, max_length=context)
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path)
@@ -121,13 +121,16 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--device", default="auto", help="hf backend: auto, cpu or cuda")
     parser.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    parser.add_argument(
+        "--context", type=int, default=4096, help="model positions (shorter: long episodes get truncated)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="most sequences in one model forward")
     parser.add_argument("--out", default="benchmarks/results/rollout_throughput.json")
     args = parser.parse_args()
 
     sampling = SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens)
     with tempfile.TemporaryDirectory() as tmp, LaunchedServer([ENV], "--capacity", "1024") as server:
-        model = build_model(Path(tmp) / "tiny")
+        model = build_model(Path(tmp) / "tiny", args.context)
         if args.backend == "hf":
             agent = HFAgent(str(model), device=args.device, seed=0, batch_size=args.batch_size)
             fast_agent = HFAgent(
@@ -141,7 +144,9 @@ def main() -> None:
         else:
             from agents.vllm_backend import VLLMAgent
 
-            agent = fast_agent = VLLMAgent(str(model), max_model_len=4096, seed=0, gpu_memory_utilization=0.3)
+            agent = fast_agent = VLLMAgent(
+                str(model), max_model_len=args.context, seed=0, gpu_memory_utilization=0.3
+            )
             device = "cuda" if torch.cuda.is_available() else "cpu"
         agent.act([AgentInput(messages=[{"role": "user", "content": "warm up"}])], sampling)
         base = sequential(agent, server.url, args.baseline_episodes, sampling, args.max_turns)
@@ -172,6 +177,7 @@ def main() -> None:
                 "max_turns": args.max_turns,
                 "max_new_tokens": args.max_new_tokens,
                 "concurrency": args.concurrency,
+                "context": args.context,
                 "sequential": base,
                 "engine": fast,
                 "speedup": speedup,

@@ -208,3 +208,47 @@ def test_threads_sharing_an_agent_each_get_their_own_token_counts(agent):
     for thread in threads:
         thread.join()
     assert [got[k] for k in range(len(batches))] == expected
+
+
+def test_truncation_in_steps_keeps_the_same_start_for_several_turns(agent):
+    limit = 600  # a turn here is about 50 tokens; a step of 150 about three turns
+    messages = chat("Step 0: you see a wall.")
+    starts = {1: [], 150: []}
+    for turn in range(1, 40):
+        messages += [
+            {"role": "assistant", "content": f"Action: turn left {turn}"},
+            {"role": "user", "content": f"Step {turn}: you see a wall."},
+        ]
+        for step, seen in starts.items():
+            ids = chat_prompt_ids(agent.tokenizer, messages, limit, truncation_step=step)
+            text = agent.tokenizer.decode(ids)
+            assert len(ids) <= limit and text.startswith(
+                f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n"
+            )
+            assert text.endswith(f"Step {turn}: you see a wall.<|im_end|>\n<|im_start|>assistant\n")
+            seen.append(text.split("<|im_start|>user\n")[1].split(":")[0])  # the first kept turn
+    exact, stepped = (len(set(starts[step])) for step in (1, 150))
+    assert exact > 20  # dropping just enough moves the start nearly every turn
+    assert stepped < exact / 2
+    # Stepped truncation keeps at least the budget minus one step (and one turn) of context.
+    ids = chat_prompt_ids(agent.tokenizer, messages, limit, truncation_step=150)
+    assert len(ids) > limit - 150 - 60
+
+
+def test_stepped_truncation_lets_the_prefix_cache_serve_long_episodes(model_path):
+    sampling = SamplingParams(max_new_tokens=4)
+    shares = {}
+    for step in (1, None):  # None: a quarter of the budget
+        cached = HFAgent(
+            model_path, device="cpu", max_context_tokens=300, prefix_cache=4, truncation_step=step
+        )
+        messages = chat("Step 0: you see a wall.")
+        for turn in range(1, 30):
+            reply = cached.act([AgentInput(messages)], sampling)[0].text
+            messages += [
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": f"Step {turn}: a wall."},
+            ]
+        shares[step] = cached.prefix_cache.hits / (cached.prefix_cache.hits + cached.prefix_cache.misses)
+        cached.close()
+    assert shares[None] > shares[1] + 0.2
