@@ -10,6 +10,7 @@ text the env receives (in one place, for every backend), and the raw reply is ke
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,11 @@ def parse_action(text: str) -> str:
     if tail.lower().startswith("action input"):
         return (last.group(1).strip() + "\n" + tail).strip()
     return last.group(1).strip()
+
+
+def sees_instruction(setting: bool | Collection[str], env_id: str) -> bool:
+    """Whether an agent sees `env_id`'s instruction: `setting` is a flag for every env, or the env ids that keep it."""
+    return setting if isinstance(setting, bool) else env_id in setting
 
 
 def window(messages: list[Message], history_turns: int | None, instruction: bool = True) -> list[Message]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 import envs
-from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, window
+from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, sees_instruction, window
 from evol.trajectory import Trajectory, TrajectoryWriter, episode_key
 from server.client import RemoteEnv, batch_step
 from server.wire import encode_image
@@ -152,7 +152,7 @@ class RolloutEngine:
         progress: bool = True,
         step_threads: int = 8,
         history_turns: int | None = None,
-        instruction_in_context: bool = True,
+        instruction_in_context: bool | Collection[str] = True,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -271,7 +271,11 @@ class RolloutEngine:
         """Agent outputs for all live episodes; an episode whose reply failed gets the error text."""
         inputs = [
             AgentInput(
-                messages=window(e.trajectory.messages, self.history_turns, self.instruction_in_context),
+                messages=window(
+                    e.trajectory.messages,
+                    self.history_turns,
+                    sees_instruction(self.instruction_in_context, e.trajectory.env),
+                ),
                 info=e.info,
                 env=e.env,
             )

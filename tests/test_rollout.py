@@ -201,3 +201,37 @@ def test_eval_reports_mmsy_rates_for_the_sycophancy_env(tmp_path):
     report = json.loads((out / "mmsy.json").read_text())
     assert report["acc_r1"] == 1.0 and report["sycophancy_rate"] == 0.0
     assert "MM-SY rates" in answer.stdout
+
+
+class RecordingExpert(ExpertAgent):
+    """The expert, remembering which env each conversation it was shown came from."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, list[dict]]] = []
+
+    def act(self, inputs, sampling=None):
+        self.seen += [(type(item.env.unwrapped).__name__, item.messages) for item in inputs]
+        return super().act(inputs, sampling)
+
+
+def test_the_instruction_can_be_kept_for_some_envs_only():
+    from evol.trainers.data import examples
+
+    agent = RecordingExpert()
+    engine = RolloutEngine(
+        agent, concurrency=4, history_turns=0, instruction_in_context=[COUNTER], progress=False
+    )
+    trajectories = engine.run(task_specs([COUNTER, BABYAI], 4))
+    assert all(t.error is None for t in trajectories)
+    shown: dict[str, set[bool]] = {}
+    for env_class, messages in agent.seen:
+        shown.setdefault(env_class, set()).add(messages[0]["role"] == "system")
+    counter_class = type(envs.make(COUNTER).unwrapped).__name__
+    babyai_class = type(envs.make(BABYAI).unwrapped).__name__
+    assert shown == {counter_class: {True}, babyai_class: {False}}
+    # Training examples are cut the same way.
+    for trajectory in trajectories:
+        rows = examples([(trajectory, 1.0)], history_turns=0, instruction=[COUNTER])
+        assert rows and {r["messages"][0]["role"] for r in rows} == {
+            "system" if trajectory.env == COUNTER else "user"
+        }

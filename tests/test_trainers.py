@@ -166,6 +166,8 @@ def test_interrupted_agentevol_resumes_from_its_last_finished_phase(tmp_path):
         ({"envs": ["nope/Missing-v0"]}, "envs"),
         ({"train": {"epochs": 0}}, "epochs"),
         ({"env_tasks": {"evol/BabyAI-v0": {"base_tasks": 3}}}, "env_tasks"),
+        ({"instruction_in_context": ["evol/BabyAI-v0"]}, "instruction_in_context"),
+        ({"instruction_in_context": "yes"}, "instruction_in_context"),
     ],
 )
 def test_bad_agentevol_config_is_refused_naming_the_field(tmp_path, change, field):

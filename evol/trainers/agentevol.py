@@ -70,7 +70,9 @@ class AgentEvolConfig:
     )
     eval_untrained: bool = True  # evaluate the model before any training
     history_turns: int | None = None  # what the agent sees: None = the whole episode; k = the last k turns
-    instruction_in_context: bool = True  # whether the agent sees the env's instruction (the system message)
+    instruction_in_context: bool | list[str] = (
+        True  # the agent sees envs' instructions: all, none, or these env ids
+    )
     max_new_tokens: int = 32  # tokens per agent reply
     concurrency: int = 32  # episodes in flight in every rollout
     urls: list[str] = field(default_factory=list)  # env servers to use; empty: launch `servers` of them
@@ -108,6 +110,10 @@ class AgentEvolConfig:
             raise ValueError("explore_temperature must be >= 0")
         if self.history_turns is not None and self.history_turns < 0:
             raise ValueError("history_turns must be >= 0 or null")
+        if not isinstance(self.instruction_in_context, bool):
+            unknown = sorted(set(self.instruction_in_context) - set(self.envs))
+            if unknown:
+                raise ValueError(f"instruction_in_context: {unknown} not in envs")
         for env_id, counts in self.env_tasks.items():
             if env_id not in self.envs:
                 raise ValueError(f"env_tasks: {env_id!r} is not in envs")

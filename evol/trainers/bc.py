@@ -36,7 +36,9 @@ class BCConfig:
     )
     reward_threshold: float = 0.99  # with keep=threshold: minimum episode reward
     history_turns: int | None = None  # None: whole episodes; k: per-turn examples with k earlier turns
-    instruction_in_context: bool = True  # keep the env's instruction (system message) in every example
+    instruction_in_context: bool | list[str] = (
+        True  # keep envs' instructions (system message): all, none, or these ids
+    )
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:

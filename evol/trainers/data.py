@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from agents.base import window
+from agents.base import sees_instruction, window
 from evol.trajectory import Trajectory, read_trajectories
 
 
@@ -49,22 +49,26 @@ def select(
 
 
 def examples(
-    selected: Iterable[tuple[Trajectory, float]], history_turns: int | None = None, instruction: bool = True
+    selected: Iterable[tuple[Trajectory, float]],
+    history_turns: int | None = None,
+    instruction: bool | Collection[str] = True,
 ) -> list[dict[str, Any]]:
     """Training examples in chat form with their weights.
 
     With `history_turns=None` (and the instruction kept) one example per trajectory,
     every assistant turn learned; otherwise one example per turn, cut as
     `agents.base.window` cuts what the agent sees, ending with the reply to learn.
+    `instruction`: keep the system message, for every env or for the env ids listed.
     """
     rows = []
     for trajectory, weight in selected:
         messages = trajectory.messages
-        if history_turns is None and instruction:
+        keep = sees_instruction(instruction, trajectory.env)
+        if history_turns is None and keep:
             rows.append({"messages": messages, "weight": weight})
             continue
         for end in range(2, len(messages)):
             if messages[end]["role"] == "assistant":
-                context = window(messages[:end], history_turns, instruction)
+                context = window(messages[:end], history_turns, keep)
                 rows.append({"messages": context + [messages[end]], "weight": weight})
     return rows
