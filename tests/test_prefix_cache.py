@@ -251,3 +251,45 @@ def test_a_new_conversation_sharing_a_start_leaves_the_running_ones_cached(model
     assert cached.prefix_cache.misses - misses < 40  # only the new turn (and the re-read reply) was prefilled
     assert not any(e is first for e in cached.prefix_cache.entries.values())  # the longer one replaced it
     cached.close()
+
+
+LLAMA_LIKE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 1024,
+}
+ARCHITECTURES = {
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {"n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 1024}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {**LLAMA_LIKE, "num_key_value_heads": 2}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {**LLAMA_LIKE, "num_key_value_heads": 2}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {**LLAMA_LIKE, "num_key_value_heads": 1, "head_dim": 16}),
+    "phi": ("PhiConfig", "PhiForCausalLM", LLAMA_LIKE),
+}
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_other_architectures_continue_from_the_cache_with_the_same_replies(
+    architecture, model_path, tmp_path
+):
+    """The decoder drives other transformers models (absolute positions, grouped-query attention) too."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    config_name, model_name, sizes = ARCHITECTURES[architecture]
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    config = getattr(transformers, config_name)(vocab_size=len(tokenizer), **sizes)
+    torch.manual_seed(0)
+    getattr(transformers, model_name)(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    plain, cached = HFAgent(str(tmp_path), **ON), HFAgent(str(tmp_path), **ON, prefix_cache=4)
+    sampling = SamplingParams(max_new_tokens=6)
+    conversation = chat("You see a red ball.")
+    for _ in range(3):
+        expected = plain.act([AgentInput(conversation)], sampling)[0].text
+        assert cached.act([AgentInput(conversation)], sampling)[0].text == expected
+        conversation += [{"role": "assistant", "content": expected}, {"role": "user", "content": "More."}]
+    assert cached.prefix_cache.hits > 0
+    plain.close()
+    cached.close()
