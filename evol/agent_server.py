@@ -499,6 +499,9 @@ def serve_agent(
 # ---- the command line -------------------------------------------------------------------
 def cmd_serve_agent(args: argparse.Namespace) -> int:
     kwargs = {"device": args.device} if args.device else {}
+    if args.model or args.agent.startswith("hf:"):
+        # Clients re-send whole conversations: keep the recent ones' KV cache.
+        kwargs["prefix_cache"] = 4 * args.max_batch if args.prefix_cache is None else args.prefix_cache
     if args.model:
         if not Path(args.model).is_dir():
             print(f"evol: no checkpoint directory at {args.model}", file=sys.stderr)
@@ -543,6 +546,12 @@ def add_serve_agent_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8100)
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
+    p.add_argument(
+        "--prefix-cache",
+        type=int,
+        default=None,
+        help="local models: keep the KV cache of this many recent conversations (default: 4 x --max-batch; 0: off)",
+    )
     p.add_argument(
         "--token", default=None, help=f"bearer token required on every route but /health (or set {TOKEN_ENV})"
     )
