@@ -188,7 +188,16 @@ def _engine(args: argparse.Namespace, env_kwargs: dict[str, dict] | None = None)
         max_turns=args.max_turns,
         max_tokens=args.max_episode_tokens,
         env_kwargs=env_kwargs if env_kwargs is not None else _env_kwargs(args.env_kwargs, args.env),
+        history_turns=args.history_turns,
+        instruction_in_context=not args.no_instruction,
     )
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _check_env_ids(env_ids: list[str]) -> bool:
@@ -355,6 +364,18 @@ def _add_agent_flags(p: argparse.ArgumentParser) -> None:
         "--max-turns", type=int, default=None, help="cap on turns per episode (default: the env's)"
     )
     p.add_argument("--max-episode-tokens", type=int, default=None, help="cap on generated tokens per episode")
+    p.add_argument(
+        "--history-turns",
+        type=_non_negative,
+        default=None,
+        metavar="K",
+        help="the agent sees the last K turns and the current observation (default: the whole episode)",
+    )
+    p.add_argument(
+        "--no-instruction",
+        action="store_true",
+        help="leave the env's instruction (system message) out of what the agent sees",
+    )
     p.add_argument(
         "--env-kwargs", default=None, metavar="JSON", help='per-env kwargs: \'{"ENV_ID": {"kwarg": value}}\''
     )

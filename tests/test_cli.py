@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -84,3 +85,16 @@ def test_serve_with_a_counterpart_critic_and_env_kwargs(start_server):
 def test_serve_refuses_a_counterpart_no_env_takes():
     answer = evol("serve", "acme/Counter-v0", "--counterpart", "critic=oracle", "--port", "1")
     assert answer.returncode == 2 and "no served env takes a 'critic'" in answer.stderr
+
+
+def test_rollout_with_a_bounded_view_of_the_episode(tmp_path):
+    """What the agent sees (`--history-turns`, `--no-instruction`) is the engine's to cut; trajectories stay whole."""
+    out = tmp_path / "bounded.jsonl"
+    answer = evol("rollout", "--env", COUNTER, "--agent", "random:0", "--episodes", "3",
+                  "--history-turns", "0", "--no-instruction", "--out", str(out))  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(row["messages"][0]["role"] == "system" for row in rows)
+    refused = evol("rollout", "--env", COUNTER, "--agent", "random:0", "--episodes", "1",
+                   "--history-turns", "-1", "--out", str(tmp_path / "x.jsonl"))  # fmt: skip
+    assert refused.returncode == 2 and "--history-turns" in refused.stderr and ">= 0" in refused.stderr
