@@ -22,7 +22,6 @@ and sample alike (same temperature, top_p, max_tokens, stop and n, no seed) shar
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import logging
 import os
@@ -35,19 +34,19 @@ import uuid
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import waitress
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from agents import Agent, AgentInput, SamplingParams, load_agent
+from agents import Agent, AgentInput, SamplingParams
 from agents.openai_compat import cut_at_stop
+from evol.agent_server_cli import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "EVOL_AGENT_TOKEN"
+
 DEFAULT_MAX_TOKENS = 256
 MAX_SAMPLES = 64
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -496,88 +495,7 @@ def serve_agent(
         agent.close()
 
 
-# ---- the command line -------------------------------------------------------------------
-def cmd_serve_agent(args: argparse.Namespace) -> int:
-    kwargs = {"device": args.device} if args.device else {}
-    if args.model or args.agent.startswith("hf:"):
-        # Clients re-send whole conversations: keep the recent ones' KV cache.
-        kwargs["prefix_cache"] = 4 * args.max_batch if args.prefix_cache is None else args.prefix_cache
-    if args.model:
-        if not Path(args.model).is_dir():
-            print(f"evol: no checkpoint directory at {args.model}", file=sys.stderr)
-            return 2
-        spec = f"hf:{args.model}"
-        name = args.name or Path(args.model).resolve().name
-    else:
-        spec, name = args.agent, args.name or args.agent
-    try:
-        agent = load_agent(spec, **kwargs)
-    except (ValueError, OSError) as error:
-        print(f"evol: cannot load {spec}: {error}", file=sys.stderr)
-        return 2
-    serve_agent(
-        agent,
-        name,
-        host=args.host,
-        port=args.port,
-        threads=args.threads,
-        token=args.token,
-        max_queue=args.max_queue,
-        max_batch=args.max_batch,
-    )
-    return 0
-
-
-def add_serve_agent_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `serve-agent` on an argparse subparsers object (as `evol`'s CLI does)."""
-    p = subparsers.add_parser(
-        "serve-agent", help="serve a model as an OpenAI-compatible /v1/chat/completions endpoint"
-    )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="PATH", help="a Hugging Face checkpoint directory")
-    source.add_argument(
-        "--agent", metavar="SPEC", help="any agent spec instead: hf:PATH, vllm:PATH, openai:URL#MODEL, ..."
-    )
-    p.add_argument(
-        "--name",
-        default=None,
-        help="the model id clients use (default: the checkpoint folder's name, or the spec)",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
-    p.add_argument("--port", type=int, default=8100)
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
-    p.add_argument(
-        "--prefix-cache",
-        type=int,
-        default=None,
-        help="local models: keep the KV cache of this many recent conversations (default: 4 x --max-batch; 0: off)",
-    )
-    p.add_argument(
-        "--token", default=None, help=f"bearer token required on every route but /health (or set {TOKEN_ENV})"
-    )
-    p.add_argument(
-        "--max-queue",
-        type=int,
-        default=16,
-        help="requests that may wait behind the running batch (default 16); more get 503",
-    )
-    p.add_argument(
-        "--max-batch", type=int, default=16, help="requests sharing one generate call at most (default 16)"
-    )
-    p.add_argument(
-        "--threads", type=int, default=None, help="request threads (default: max-queue + max-batch + 4)"
-    )
-    p.set_defaults(func=cmd_serve_agent)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m evol.agent_server serve-agent ...`: the subcommand without the rest of `evol`."""
-    parser = argparse.ArgumentParser(prog="evol")
-    add_serve_agent_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
 if __name__ == "__main__":
+    from evol.agent_server_cli import main
+
     sys.exit(main())

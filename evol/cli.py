@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agent_flags(p)
     p.set_defaults(func=cmd_eval)
 
-    from evol.agent_server import add_serve_agent_parser
+    from evol.agent_server_cli import add_serve_agent_parser
 
     add_serve_agent_parser(sub)
 

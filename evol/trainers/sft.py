@@ -18,6 +18,16 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def _checkpointing_arg() -> str:
+    """transformers renamed `gradient_checkpointing` to `activation_checkpointing` (5.2x); take the one it has."""
+    import inspect
+
+    from trl import SFTConfig
+
+    params = inspect.signature(SFTConfig.__init__).parameters
+    return "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
+
+
 @dataclass
 class TrainSettings:
     """How one fine-tuning run learns (the `train:` section of a config file)."""
@@ -161,7 +171,7 @@ def fine_tune(
         logging_steps=settings.logging_steps,
         seed=settings.seed,
         bf16=settings.bf16,
-        activation_checkpointing=settings.gradient_checkpointing,
+        **{_checkpointing_arg(): settings.gradient_checkpointing},
         report_to="none",
         disable_tqdm=not settings.progress,
         dataloader_num_workers=0,
