@@ -195,7 +195,7 @@ def prompt_limit(max_context_tokens: int | None, max_new_tokens: int) -> int | N
     return max_context_tokens - max_new_tokens
 
 
-def truncation_step(agent: Any, limit: int | None) -> int:
+def agent_truncation_step(agent: Any, limit: int | None) -> int:
     """The agent's `truncation_step`, by default a quarter of the prompt budget."""
     if agent.truncation_step is not None:
         return agent.truncation_step
@@ -214,6 +214,22 @@ def sampling_options(sampling: SamplingParams) -> dict[str, Any]:
     if sampling.temperature <= 0:
         return {"do_sample": False}
     return {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
+
+
+def pad_left(tokenizer: Any) -> Any:
+    """`tokenizer` set to pad on the left (batched generation), with a pad token (its EOS if it has none)."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The ids that end a reply: the model's generation config's, else the tokenizer's EOS."""
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return {token for token in (eos if isinstance(eos, list) else [eos]) if token is not None}
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
@@ -272,10 +288,7 @@ class HFAgent(TokenCountingAgent):
         self.last_token_counts = []
         self.prefix_cache = PrefixCache(prefix_cache) if prefix_cache > 0 else None
         self.truncation_step = truncation_step
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = pad_left(AutoTokenizer.from_pretrained(path))
         self.encoder = PromptEncoder(self.tokenizer)
         self.pad_token_id = self.tokenizer.pad_token_id or 0  # masked out of every prompt: any id will do
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, self.device))
@@ -283,12 +296,7 @@ class HFAgent(TokenCountingAgent):
         self.max_context_tokens = max_context_tokens or getattr(
             self.model.config, "max_position_embeddings", None
         )
-        eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        self.eos_token_ids = {
-            token for token in (eos if isinstance(eos, list) else [eos]) if token is not None
-        }
+        self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
         self.decoder = CachedDecoder(self.model, self.prefix_cache) if self.prefix_cache is not None else None
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
@@ -303,7 +311,7 @@ class HFAgent(TokenCountingAgent):
                 limit,
                 self.chat_template,
                 self.encoder,
-                truncation_step(self, limit),
+                agent_truncation_step(self, limit),
             )
             for item in inputs
         ]

@@ -22,7 +22,15 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
 from agents.base import AgentInput, Message, SamplingParams
-from agents.hf import HFAgent, TokenCountingAgent, cut_at_stop, resolve_dtype, sampling_options
+from agents.hf import (
+    HFAgent,
+    TokenCountingAgent,
+    cut_at_stop,
+    eos_token_ids,
+    pad_left,
+    resolve_dtype,
+    sampling_options,
+)
 
 
 def image_from_url(url: str) -> Image.Image:
@@ -108,17 +116,12 @@ class HFVisionAgent(TokenCountingAgent):
         self.chat_template = chat_template or getattr(self.processor, "chat_template", None)
         if not self.chat_template:
             raise ValueError("the processor has no chat template: pass chat_template= (a Jinja string)")
-        self.tokenizer = self.processor.tokenizer
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = pad_left(self.processor.tokenizer)
         self.model = AutoModelForImageTextToText.from_pretrained(
             path, dtype=resolve_dtype(dtype, self.device)
         )
         self.model.to(self.device).eval()
-        eos = self.model.generation_config.eos_token_id
-        eos = self.tokenizer.eos_token_id if eos is None else eos
-        self.eos_token_ids = sorted({t for t in (eos if isinstance(eos, list) else [eos]) if t is not None})
+        self.eos_token_ids = sorted(eos_token_ids(self.model, self.tokenizer))
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
         if self.model is None:

@@ -112,8 +112,6 @@ class RowCache:
     are finite.
     """
 
-    is_compileable = False
-
     def __init__(self, num_layers: int):
         self.keys: list[torch.Tensor | None] = [None] * num_layers
         self.values: list[torch.Tensor | None] = [None] * num_layers
@@ -154,13 +152,6 @@ class RowCache:
         keys.scatter_(2, index, key_states.to(keys.dtype))
         values.scatter_(2, index, value_states.to(values.dtype))
         return keys[:, :, : self.width], values[:, :, : self.width]
-
-    # Parts of transformers' Cache interface a model may ask for.
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.width
-
-    def __len__(self) -> int:
-        return self.num_layers
 
 
 def group_rows(
@@ -204,8 +195,8 @@ class CachedDecoder:
     """Continue conversations from their cached prefixes: grouped prefill, then a shared decode loop.
 
     `model` is a transformers causal LM whose forward takes `position_ids`, a ready 4D
-    attention mask and a cache object with `update(keys, values, layer)` (Llama, Qwen,
-    Mistral, Phi and most decoder-only models in transformers do).
+    attention mask and a cache object with `update(keys, values, layer)` (tested: Llama,
+    GPT-2, Qwen2, Mistral, Gemma, Phi).
     """
 
     def __init__(self, model: Any, cache: PrefixCache, prefill_overhead: int = 64):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from agents.base import AgentInput, SamplingParams
-from agents.hf import TokenCountingAgent, chat_prompt_ids, cut_at_stop, prompt_limit, truncation_step
+from agents.hf import TokenCountingAgent, agent_truncation_step, chat_prompt_ids, cut_at_stop, prompt_limit
 
 
 class VLLMAgent(TokenCountingAgent):
@@ -91,7 +91,7 @@ class VLLMAgent(TokenCountingAgent):
                     limit,
                     self.chat_template,
                     None,
-                    truncation_step(self, limit),
+                    agent_truncation_step(self, limit),
                 )
             }
             for item in inputs

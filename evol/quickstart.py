@@ -9,6 +9,7 @@ success per stage. Everything lands in the run directory (`metrics.jsonl`,
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from evol.trainers.agentevol import AgentEvolConfig, AgentEvolTrainer, format_table
@@ -22,22 +23,7 @@ def quickstart_config(out: str, fast: bool = False) -> AgentEvolConfig:
     """The embedded default run (sized for 2 CPU cores in about 15 minutes; `fast`: ~2 minutes)."""
     bc = TrainSettings(epochs=16, learning_rate=3e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50)
     evolve = TrainSettings(epochs=3, learning_rate=2e-3, batch_size=16, warmup_ratio=0.05, logging_steps=50)
-    if fast:
-        return AgentEvolConfig(
-            run_dir=out,
-            envs=[BABYAI, TEXTWORLD],
-            base_tasks=30,
-            explore_tasks=40,
-            eval_tasks=10,
-            env_tasks={TEXTWORLD: {"base_tasks": 3, "explore_tasks": 4, "eval_tasks": 2}},
-            iterations=1,
-            history_turns=0,
-            instruction_in_context=False,
-            max_new_tokens=12,
-            bc_train=TrainSettings(epochs=1, learning_rate=3e-3, batch_size=16, progress=True),
-            train=TrainSettings(epochs=1, learning_rate=3e-3, batch_size=16, progress=True),
-        )
-    return AgentEvolConfig(
+    config = AgentEvolConfig(
         run_dir=out,
         envs=[BABYAI, TEXTWORLD],
         base_tasks=150,
@@ -57,6 +43,19 @@ def quickstart_config(out: str, fast: bool = False) -> AgentEvolConfig:
         servers=1,
         bc_train=bc,
         train=evolve,
+    )
+    if not fast:
+        return config
+    return dataclasses.replace(
+        config,
+        base_tasks=30,
+        explore_tasks=40,
+        eval_tasks=10,
+        env_tasks={TEXTWORLD: {"base_tasks": 3, "explore_tasks": 4, "eval_tasks": 2}},
+        iterations=1,
+        learn_from="base",
+        bc_train=TrainSettings(epochs=1, learning_rate=3e-3, batch_size=16, progress=True),
+        train=TrainSettings(epochs=1, learning_rate=3e-3, batch_size=16, progress=True),
     )
 
 

@@ -14,38 +14,14 @@ pytest.importorskip("transformers")
 from agents import load_agent  # noqa: E402
 from agents.base import AgentInput, SamplingParams, parse_action  # noqa: E402
 from agents.hf import HFAgent, chat_prompt_ids  # noqa: E402
-from agents.tiny import build_tiny_model  # noqa: E402
+from tests.chat_models import SYSTEM, chat, random_tiny_model  # noqa: E402
 
-SYSTEM = "You are an agent in a grid world. Answer with one action."
 GREEDY = SamplingParams(max_new_tokens=12)
-
-
-def chat(observation: str, turns: int = 0) -> list[dict]:
-    messages = [{"role": "system", "content": SYSTEM}]
-    for turn in range(turns):
-        messages += [
-            {"role": "user", "content": f"Step {turn}: you see a wall."},
-            {"role": "assistant", "content": "Action: turn left"},
-        ]
-    return messages + [{"role": "user", "content": observation}]
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    """A tiny Llama whose weights are large enough that its greedy replies depend on the prompt."""
-    from transformers import AutoModelForCausalLM
-
-    path = build_tiny_model(
-        tmp_path_factory.mktemp("tiny"), [SYSTEM, "You see a red ball. Action: go to the red ball"]
-    )
-    model = AutoModelForCausalLM.from_pretrained(path)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    model.save_pretrained(path)
-    return str(path)
+    return random_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -14,39 +14,15 @@ pytest.importorskip("transformers")
 from agents.base import AgentInput, SamplingParams  # noqa: E402
 from agents.hf import HFAgent, PromptEncoder, encode, render_chat  # noqa: E402
 from agents.prefix_cache import PrefixCache, common_prefix, group_rows, top_p_filter  # noqa: E402
-from agents.tiny import build_tiny_model  # noqa: E402
+from tests.chat_models import chat, random_tiny_model  # noqa: E402
 
-SYSTEM = "You are an agent in a grid world. Answer with one action."
 # EVOL_TEST_DEVICE=cuda runs these on a GPU (float32 there too: replies are compared exactly).
 ON = {"device": os.environ.get("EVOL_TEST_DEVICE", "cpu"), "dtype": "float32"}
 
 
-def chat(observation: str, turns: int = 0) -> list[dict]:
-    messages = [{"role": "system", "content": SYSTEM}]
-    for turn in range(turns):
-        messages += [
-            {"role": "user", "content": f"Step {turn}: you see a wall."},
-            {"role": "assistant", "content": "Action: turn left"},
-        ]
-    return messages + [{"role": "user", "content": observation}]
-
-
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    """A tiny Llama with weights large enough that greedy replies depend on the prompt."""
-    from transformers import AutoModelForCausalLM
-
-    path = build_tiny_model(
-        tmp_path_factory.mktemp("tiny"), [SYSTEM, "You see a red ball. Action: go to the red ball"]
-    )
-    model = AutoModelForCausalLM.from_pretrained(path)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    model.save_pretrained(path)
-    return str(path)
+    return random_tiny_model(tmp_path_factory.mktemp("tiny"), seed=1)
 
 
 @pytest.fixture(scope="module")
