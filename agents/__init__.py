@@ -48,8 +48,40 @@ def load_agent(spec: str, **kwargs: Any) -> Agent:
     )
 
 
+SPEC_KINDS = ("expert", "random", "self-demos", "hf", "hf-vision", "vllm", "openai")
+
+
+class LazyAgent:
+    """The agent a spec names, built on first use; it pickles as its spec.
+
+    Env servers hand counterparts (critic, defender, judge) to worker processes this way:
+    each worker builds its own agent instead of receiving a copy of a loaded model."""
+
+    def __init__(self, spec: str, **kwargs: Any):
+        kind = spec.partition(":")[0]
+        if kind not in SPEC_KINDS:
+            raise ValueError(f"unknown agent spec {spec!r}: use one of {', '.join(SPEC_KINDS)}")
+        self.spec = spec
+        self.kwargs = kwargs
+        self._agent: Agent | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("spec", "kwargs", "_agent"):
+            raise AttributeError(name)
+        if self._agent is None:
+            self._agent = load_agent(self.spec, **self.kwargs)
+        return getattr(self._agent, name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec, "kwargs": self.kwargs, "_agent": None}
+
+    def __repr__(self) -> str:
+        return f"LazyAgent({self.spec!r})"
+
+
 __all__ = [
     "Agent",
+    "LazyAgent",
     "AgentInput",
     "AgentOutput",
     "SamplingParams",

@@ -53,6 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         step_timeout=None if args.step_timeout <= 0 else args.step_timeout,
         max_body_bytes=args.max_body,
         token=args.token,
+        workers=args.workers,
+        max_worker_rss=None if args.max_worker_memory <= 0 else int(args.max_worker_memory * (1 << 20)),
+        allowed_hosts=tuple(args.allowed_hosts or ()),
     )
     try:
         overrides = _counterparts(args.envs, args.counterpart or [])
@@ -108,9 +111,10 @@ def _counterparts(env_ids: list[str], items: list[str]) -> dict[str, dict]:
         if spec == "oracle":
             agent = spec  # envs with a built-in oracle accept the name
         else:
-            from agents import load_agent
+            from agents import LazyAgent
 
-            agent = load_agent(spec)
+            # Each env worker process builds its own copy from the spec, on first use.
+            agent = LazyAgent(spec)
         for env_id in takers:
             overrides.setdefault(env_id, {})[name] = agent
     return overrides
@@ -423,6 +427,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--token", default=None, help="bearer token required on every route but /health (or set EVOL_TOKEN)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="env worker processes; each session lives in one (default 0: one per CPU core)",
+    )
+    p.add_argument(
+        "--max-worker-memory",
+        type=float,
+        default=1024.0,
+        metavar="MB",
+        help="a worker whose memory grew past this takes no new sessions and is replaced once its "
+        "sessions end (default 1024; 0 = no limit)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        nargs="+",
+        metavar="NAME",
+        help="Host names the server answers to besides loopback names, IP addresses and --host "
+        "(guards against DNS rebinding; '*' accepts any)",
     )
     p.add_argument(
         "--env-kwargs",

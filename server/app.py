@@ -1,35 +1,33 @@
 """The Flask application that serves registered envs: `create_app(env_ids, limits)`.
 
 Routes (ARCHITECTURE.md): health, env listing, sessions (create, reset, step, delete),
-a batch step over many sessions, the expert's next action, and the OpenAPI document.
-Every error leaves through one handler as `{"error": {"type", "message"}}`.
+a batch of steps and resets over many sessions, the expert's next action, and the OpenAPI
+document. The front checks every request (Host, token, body, kwargs, options, sizes)
+before any env sees it; env work runs in worker processes (`server.workers`). Every
+error leaves through one handler as `{"error": {"type", "message"}}`.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import envs
-from envs.errors import EpisodeOver, ResetNeeded, TaskOptionError
 from server.errors import ApiError
+from server.http import allowed_hosts, host_allowed, json_body, token_matches
 from server.openapi import openapi_document
 from server.sessions import Session, SessionStore
-from server.wire import to_wire
+from server.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
-
-# Env kwargs that name files on the server: settable by whoever starts the server
-# (`evol serve --env-kwargs`), never by a client over HTTP.
-SERVER_SIDE_KWARGS = frozenset({"data", "cache_dir", "judge"})
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -38,11 +36,302 @@ class ServerLimits:
 
     capacity: int = 256  # live sessions at most; more answer 429
     session_ttl: float | None = 600.0  # seconds idle before a session is reaped; None keeps them
-    step_timeout: float | None = 30.0  # seconds a reset/step may take; over it answers 504
+    step_timeout: float | None = 30.0  # seconds an env call (build, reset, step) may take; over it: 504
     max_body_bytes: int = 1 << 20  # larger request bodies answer 413
-    max_batch: int = 1024  # steps in one POST /step
+    max_batch: int = 1024  # entries in one POST /step
     token: str | None = None  # bearer token required on every route but /health
-    step_workers: int = 16  # threads that run env calls under the time limit
+    workers: int = 0  # env worker processes; 0: one per CPU core
+    max_worker_rss: int | None = 1 << 30  # bytes; a worker past it is replaced once its sessions end
+    host: str = "127.0.0.1"  # the bound host: it and loopback names are accepted Host headers
+    allowed_hosts: tuple[str, ...] = ()  # more accepted Host names ("*": any)
+
+    def worker_count(self) -> int:
+        return self.workers if self.workers > 0 else max(1, os.cpu_count() or 1)
+
+
+class EnvService:
+    """What the routes do: validate, place the session on a worker, run the call there."""
+
+    def __init__(self, env_ids: list[str], limits: ServerLimits, env_overrides: dict[str, dict[str, Any]]):
+        for env_id in env_ids:
+            envs.env_class(env_id)  # fail at start for an id that is not registered
+        self.env_ids = list(env_ids)
+        self.limits = limits
+        self.specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
+        self.store = SessionStore(capacity=limits.capacity, ttl=limits.session_ttl, closer=self._close)
+        self.pool = WorkerPool(
+            env_ids,
+            size=limits.worker_count(),
+            env_overrides=env_overrides,
+            call_timeout=limits.step_timeout,
+            max_worker_rss=limits.max_worker_rss,
+            on_lost=self.store.mark_lost,
+        )
+        self.batch_pool = ThreadPoolExecutor(
+            max_workers=4 * limits.worker_count(), thread_name_prefix="batch"
+        )
+        self.hosts = allowed_hosts(limits.host, limits.allowed_hosts)
+        self.store.start_reaper()
+
+    # ---- validation ---------------------------------------------------------------------
+    def check_kwargs(self, env_id: str, kwargs: Any) -> dict[str, Any]:
+        if not isinstance(kwargs, dict):
+            raise ApiError(400, "bad_env_kwargs", "'kwargs' must be a JSON object")
+        try:
+            if not hasattr(envs, "check_kwargs"):  # TEMPORARY until envs.params lands
+                refused = sorted({"data", "cache_dir", "judge"} & set(kwargs))
+                if refused:
+                    raise ValueError(f"{refused} can only be set where the server starts")
+                return kwargs
+            return envs.check_kwargs(env_id, kwargs, from_client=True)
+        except ValueError as error:
+            raise ApiError(400, "bad_env_kwargs", f"cannot build {env_id}: {error}") from None
+
+    def check_reset(self, session: Session, args: Any) -> dict[str, Any]:
+        if not isinstance(args, dict):
+            raise ApiError(400, "bad_request", "a reset must be a JSON object {seed?, options?}")
+        seed, options = args.get("seed"), args.get("options")
+        unknown = sorted(set(args) - {"seed", "options"})
+        if unknown:
+            raise ApiError(400, "bad_request", f"unknown reset field(s) {unknown}; known: seed, options")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
+        ):
+            raise ApiError(400, "bad_request", f"seed must be an integer from 0 to {MAX_SEED}")
+        if options is not None:
+            if not isinstance(options, dict):
+                raise ApiError(400, "bad_options", "options must be a JSON object")
+            try:
+                if hasattr(envs, "check_options"):  # TEMPORARY until envs.params lands
+                    options = envs.check_options(session.env_id, options)
+            except ValueError as error:
+                raise ApiError(400, "bad_options", str(error)) from None
+        return {"seed": seed, "options": options}
+
+    def check_action(self, session: Session, action: Any) -> dict[str, Any]:
+        if not isinstance(action, str):
+            raise ApiError(400, "bad_request", "action must be a string")
+        limit = self.specs[session.env_id]["max_action_length"]
+        if len(action) > limit:
+            raise ApiError(413, "too_large", f"action over {limit} characters")
+        return {"action": action}
+
+    # ---- calls --------------------------------------------------------------------------
+    def _call(self, session: Session, op: str, **args: Any) -> Any:
+        session.calls += 1
+        try:
+            return self.pool.call(session.worker, op, session.sid, **args)
+        finally:
+            session.calls -= 1
+            session.touch()
+
+    def create(self, env_id: Any, kwargs: Any) -> str:
+        if not isinstance(env_id, str):
+            raise ApiError(400, "missing_field", "'env' (an env id) is required")
+        if env_id not in self.specs:
+            raise ApiError(400, "unknown_env", f"unknown env {env_id!r}; served: {', '.join(self.specs)}")
+        kwargs = self.check_kwargs(env_id, kwargs if kwargs is not None else {})
+        session = self.store.reserve(env_id)
+        admitted = None
+        try:
+            session.worker = self.pool.assign(session.sid)
+            try:
+                self._call(session, "create", env_id=env_id, kwargs=kwargs)
+            except ApiError:
+                self.pool.release(session.worker, session.sid)
+                raise
+            admitted = session
+        finally:
+            self.store.admit(admitted, session)
+        return session.sid
+
+    def reset(self, sid: str, args: dict[str, Any]) -> dict[str, Any]:
+        session = self.store.get(sid)
+        return self._call(session, "reset", **self.check_reset(session, args))
+
+    def step(self, sid: str, action: Any) -> dict[str, Any]:
+        session = self.store.get(sid)
+        return self._call(session, "step", **self.check_action(session, action))
+
+    def expert(self, sid: str) -> dict[str, Any]:
+        return self._call(self.store.get(sid), "expert")
+
+    def delete(self, sid: str) -> None:
+        if self.store.remove(sid) is None:
+            self.store.get(sid)  # 410 for a lost session, else 404
+            raise ApiError(404, "unknown_session", f"no session {sid!r}")
+
+    def _close(self, session: Session) -> None:
+        if session.worker is not None:
+            self.pool.close_session(session.worker, session.sid)
+
+    def batch(self, entries: Any) -> list[dict[str, Any]]:
+        """Steps and resets of many sessions: one message per worker, workers in parallel."""
+        if not isinstance(entries, list):
+            raise ApiError(
+                400, "missing_field", "'steps' (a list of {session, action} or {session, reset}) is required"
+            )
+        if len(entries) > self.limits.max_batch:
+            raise ApiError(413, "too_large", f"at most {self.limits.max_batch} entries in one batch")
+        results: list[dict[str, Any] | None] = [None] * len(entries)
+        groups: dict[Any, list[tuple[int, Session, tuple]]] = {}
+        for index, item in enumerate(entries):
+            try:
+                session, call = self._batch_call(item)
+            except ApiError as error:
+                results[index] = {"status": error.status, **error.body()}
+                continue
+            groups.setdefault(session.worker, []).append((index, session, call))
+
+        def run_group(group: list[tuple[int, Session, tuple]]) -> None:
+            sessions = [session for _, session, _ in group]
+            for session in sessions:
+                session.calls += 1
+            try:
+                answers = self.pool.run(group[0][1].worker, [call for _, _, call in group])
+            finally:
+                for session in sessions:
+                    session.calls -= 1
+                    session.touch()
+            for (index, _, _), answer in zip(group, answers):
+                if isinstance(answer, ApiError):
+                    results[index] = {"status": answer.status, **answer.body()}
+                elif answer[0] == "error":
+                    results[index] = {"status": answer[1], "error": {"type": answer[2], "message": answer[3]}}
+                else:
+                    results[index] = {"status": 200, **answer[1]}
+
+        group_list = list(groups.values())
+        if len(group_list) == 1:
+            run_group(group_list[0])
+        else:
+            for future in [self.batch_pool.submit(run_group, group) for group in group_list]:
+                future.result()
+        return results  # type: ignore[return-value]
+
+    def _batch_call(self, item: Any) -> tuple[Session, tuple]:
+        if not isinstance(item, dict) or not isinstance(item.get("session"), str):
+            raise ApiError(400, "bad_request", "each entry needs 'session' and either 'action' or 'reset'")
+        has_action, has_reset = "action" in item, "reset" in item
+        if has_action == has_reset:
+            raise ApiError(400, "bad_request", "each entry needs exactly one of 'action' and 'reset'")
+        session = self.store.get(item["session"])
+        if has_reset:
+            return session, ("reset", session.sid, self.check_reset(session, item["reset"] or {}))
+        return session, ("step", session.sid, self.check_action(session, item["action"]))
+
+    def health(self) -> tuple[dict[str, Any], int]:
+        workers = self.pool.status()
+        degraded = workers.pop("degraded")
+        body = {
+            "status": "degraded" if degraded else "ok",
+            "sessions": len(self.store),
+            "capacity": self.store.capacity,
+            "workers": workers,
+        }
+        return body, 503 if degraded else 200
+
+    def close(self) -> None:
+        self.store.close_all()
+        self.pool.close()
+        self.batch_pool.shutdown(wait=False)
+
+
+def service() -> EnvService:
+    return current_app.extensions["evol"]
+
+
+routes = Blueprint("envs", __name__)
+
+
+@routes.get("/health")
+def health():
+    body, status = service().health()
+    return jsonify(body), status
+
+
+@routes.get("/envs")
+def list_envs():
+    return jsonify(list(service().specs.values()))
+
+
+@routes.get("/openapi.json")
+def openapi():
+    svc = service()
+    return jsonify(openapi_document(svc.env_ids, token_required=svc.limits.token is not None))
+
+
+@routes.post("/sessions")
+def create_session():
+    data = json_body(request, required=True)
+    sid = service().create(data.get("env"), data.get("kwargs"))
+    return jsonify(session=sid, env=data["env"]), 201
+
+
+@routes.post("/sessions/<sid>/reset")
+def reset(sid: str):
+    return jsonify(service().reset(sid, json_body(request)))
+
+
+@routes.post("/sessions/<sid>/step")
+def step(sid: str):
+    data = json_body(request, required=True)
+    if "action" not in data:
+        raise ApiError(400, "missing_field", "'action' is required")
+    return jsonify(service().step(sid, data["action"]))
+
+
+@routes.post("/sessions/<sid>/expert")
+def expert(sid: str):
+    return jsonify(service().expert(sid))
+
+
+@routes.delete("/sessions/<sid>")
+def delete(sid: str):
+    service().delete(sid)
+    return Response(status=204)
+
+
+@routes.post("/step")
+def batch_step():
+    data = json_body(request, required=True)
+    return jsonify(results=service().batch(data.get("steps")))
+
+
+def _api_error(error: ApiError):
+    response = jsonify(error.body())
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+def _http_error(error: HTTPException):
+    if isinstance(error, RequestEntityTooLarge):
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return _api_error(ApiError(413, "too_large", f"request body over {limit} bytes"))
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(error.code or 500, "http_error")
+    headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+    return _api_error(ApiError(error.code or 500, kind, error.description or str(error), headers=headers))
+
+
+def _internal_error(error: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _api_error(
+        ApiError(500, "internal_error", "the server failed on this request; its log has the details")
+    )
+
+
+def _check_request():
+    svc = service()
+    if not host_allowed(request.headers.get("Host", ""), svc.hosts):
+        raise ApiError(
+            403,
+            "host_not_allowed",
+            "this server does not answer to that Host name (evol serve --allowed-hosts adds names)",
+        )
+    if svc.limits.token is not None and request.path != "/health":
+        if not token_matches(request.headers.get("Authorization", ""), svc.limits.token):
+            raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
 
 
 def create_app(
@@ -51,199 +340,15 @@ def create_app(
     env_overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Flask:
     """The server app for `env_ids`. `env_overrides[env_id]` are kwargs given to every
-    session's env of that id (objects included: e.g. a counterpart agent such as a critic)."""
+    session's env of that id (picklable objects included, e.g. a counterpart agent such as
+    a critic: each worker process gets its own copy)."""
     limits = limits or ServerLimits()
-    env_overrides = env_overrides or {}
-    for env_id in env_ids:
-        envs.env_class(env_id)  # fail at start for an id that is not registered
-    specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
-    store = SessionStore(capacity=limits.capacity, ttl=limits.session_ttl)
-    store.start_reaper()
-    pool = ThreadPoolExecutor(max_workers=limits.step_workers, thread_name_prefix="env-step")
-
     app = Flask("evolgym")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
-    app.extensions["evol"] = {"store": store, "limits": limits, "pool": pool}
-
-    # ---- errors -----------------------------------------------------------------------
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError):
-        response = jsonify(error.body())
-        response.status_code = error.status
-        response.headers.update(error.headers)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        if isinstance(error, RequestEntityTooLarge):
-            return api_error(ApiError(413, "too_large", f"request body over {limits.max_body_bytes} bytes"))
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(error.code or 500, "http_error")
-        return api_error(ApiError(error.code or 500, kind, error.description or str(error)))
-
-    @app.errorhandler(Exception)
-    def internal_error(error: Exception):
-        log.exception("unhandled error")
-        return api_error(ApiError(500, "internal_error", f"{type(error).__name__}: {error}"))
-
-    @app.before_request
-    def check_token():
-        if limits.token is None or request.path == "/health":
-            return None
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        if not hmac.compare_digest(given.encode(), limits.token.encode()):
-            raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
-        return None
-
-    # ---- helpers ----------------------------------------------------------------------
-    def body() -> dict[str, Any]:
-        data = request.get_json(silent=True, force=True) if request.data else {}
-        if not isinstance(data, dict):
-            raise ApiError(400, "malformed_body", "the request body must be a JSON object")
-        return data
-
-    def run_locked(session: Session, call, *args):
-        """Run `call(*args)` holding the session's lock, under the step time limit."""
-        if not session.lock.acquire(timeout=limits.step_timeout or -1):
-            raise ApiError(504, "step_timeout", "the session stayed busy past the step time limit")
-        if limits.step_timeout is None:
-            try:
-                return call(*args)
-            finally:
-                session.lock.release()
-        future = pool.submit(call, *args)
-        future.add_done_callback(lambda _: session.lock.release())
-        try:
-            return future.result(timeout=limits.step_timeout)
-        except FutureTimeout:
-            store.remove(session.sid)  # its state can no longer be trusted
-            raise ApiError(
-                504,
-                "step_timeout",
-                f"the env call took longer than {limits.step_timeout}s; session {session.sid} was closed",
-            ) from None
-
-    def do_reset(session: Session, seed: Any, options: Any) -> dict[str, Any]:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ApiError(400, "bad_request", "seed must be an integer")
-        if options is not None and not isinstance(options, dict):
-            raise ApiError(400, "bad_request", "options must be a JSON object")
-        try:
-            observation, info = run_locked(session, lambda: session.env.reset(seed=seed, options=options))
-        except (TaskOptionError, ValueError) as error:
-            raise ApiError(400, "bad_options", str(error)) from None
-        return {"observation": to_wire(observation), "info": to_wire(info)}
-
-    def do_step(session: Session, action: Any) -> dict[str, Any]:
-        if not isinstance(action, str):
-            raise ApiError(400, "bad_request", "action must be a string")
-        if len(action) > session.env.max_action_length:
-            raise ApiError(413, "too_large", f"action over {session.env.max_action_length} characters")
-        try:
-            observation, reward, terminated, truncated, info = run_locked(session, session.env.step, action)
-        except ResetNeeded as error:
-            raise ApiError(409, "reset_needed", str(error)) from None
-        except EpisodeOver as error:
-            raise ApiError(409, "episode_over", str(error)) from None
-        except ApiError:
-            raise
-        except Exception as error:  # a bug in the env: this session's problem, not the server's
-            log.exception("env %s failed in step", session.env_id)
-            raise ApiError(500, "env_error", f"{type(error).__name__}: {error}") from None
-        return {
-            "observation": to_wire(observation),
-            "reward": reward,
-            "terminated": terminated,
-            "truncated": truncated,
-            "info": to_wire(info),
-        }
-
-    # ---- routes -----------------------------------------------------------------------
-    @app.get("/health")
-    def health():
-        return jsonify(status="ok", sessions=len(store), capacity=store.capacity)
-
-    @app.get("/envs")
-    def list_envs():
-        return jsonify(list(specs.values()))
-
-    @app.get("/openapi.json")
-    def openapi():
-        return jsonify(openapi_document(env_ids))
-
-    @app.post("/sessions")
-    def create_session():
-        data = body()
-        env_id = data.get("env")
-        if not isinstance(env_id, str):
-            raise ApiError(400, "missing_field", "'env' (an env id) is required")
-        if env_id not in specs:
-            raise ApiError(400, "unknown_env", f"unknown env {env_id!r}; served: {', '.join(specs)}")
-        kwargs = data.get("kwargs") or {}
-        if not isinstance(kwargs, dict):
-            raise ApiError(400, "bad_request", "'kwargs' must be a JSON object")
-        refused = sorted(SERVER_SIDE_KWARGS & set(kwargs))
-        if refused:
-            raise ApiError(
-                400,
-                "bad_env_kwargs",
-                f"{refused} can only be set where the server starts (evol serve --env-kwargs)",
-            )
-
-        def build():
-            try:
-                return envs.make_local(env_id, **{**kwargs, **env_overrides.get(env_id, {})})
-            except (TypeError, ValueError) as error:
-                raise ApiError(400, "bad_env_kwargs", f"cannot build {env_id}: {error}") from None
-
-        session = store.create(env_id, build)
-        return jsonify(session=session.sid, env=env_id), 201
-
-    @app.post("/sessions/<sid>/reset")
-    def reset(sid: str):
-        data = body()
-        session = store.get(sid)
-        return jsonify(do_reset(session, data.get("seed"), data.get("options")))
-
-    @app.post("/sessions/<sid>/step")
-    def step(sid: str):
-        data = body()
-        if "action" not in data:
-            raise ApiError(400, "missing_field", "'action' is required")
-        return jsonify(do_step(store.get(sid), data["action"]))
-
-    @app.post("/sessions/<sid>/expert")
-    def expert(sid: str):
-        session = store.get(sid)
-        try:
-            action = run_locked(session, session.env.expert_action)
-        except ResetNeeded as error:
-            raise ApiError(409, "reset_needed", str(error)) from None
-        return jsonify(action=action)
-
-    @app.delete("/sessions/<sid>")
-    def delete(sid: str):
-        if store.remove(sid) is None:
-            raise ApiError(404, "unknown_session", f"no session {sid!r}")
-        return Response(status=204)
-
-    @app.post("/step")
-    def batch_step():
-        data = body()
-        steps = data.get("steps")
-        if not isinstance(steps, list):
-            raise ApiError(400, "missing_field", "'steps' (a list of {session, action}) is required")
-        if len(steps) > limits.max_batch:
-            raise ApiError(413, "too_large", f"at most {limits.max_batch} steps in one batch")
-        results = []
-        for item in steps:
-            try:
-                if not isinstance(item, dict) or not isinstance(item.get("session"), str):
-                    raise ApiError(400, "bad_request", "each step needs 'session' and 'action'")
-                result = do_step(store.get(item["session"]), item.get("action"))
-                results.append({"status": 200, **result})
-            except ApiError as error:
-                results.append({"status": error.status, **error.body()})
-        return jsonify(results=results)
-
+    app.extensions["evol"] = EnvService(env_ids, limits, env_overrides or {})
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _internal_error)
+    app.before_request(_check_request)
+    app.register_blueprint(routes)
     return app

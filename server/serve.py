@@ -36,13 +36,19 @@ def serve(
     env_overrides: dict | None = None,
 ) -> None:
     limits = limits or ServerLimits()
+    limits.host = host
     if limits.token is None:
         limits.token = os.environ.get(TOKEN_ENV) or None
     app = create_app(env_ids, limits, env_overrides)
     if os.environ.get(PARENT_ENV, "").isdigit():
         exit_with_parent(int(os.environ[PARENT_ENV]))
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    print(f"evol: serving {', '.join(env_ids)} on http://{host}:{port} ({threads} threads)", flush=True)
+    workers = app.extensions["evol"].pool.size
+    print(
+        f"evol: serving {', '.join(env_ids)} on http://{host}:{port} "
+        f"({workers} env worker processes, {threads} request threads)",
+        flush=True,
+    )
     waitress.serve(
         app,
         host=host,

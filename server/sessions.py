@@ -1,36 +1,51 @@
-"""Sessions: one live env per session id, with a lock, a capacity and an idle reaper."""
+"""Sessions: which worker holds each live env session, with a capacity and an idle reaper."""
 
 from __future__ import annotations
 
 import secrets
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from server.errors import ApiError
+from server.workers import Worker
+
+LOST_REMEMBERED = 10_000  # ids of lost sessions kept to answer 410 rather than 404
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
     sid: str
     env_id: str
-    env: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    worker: Worker | None = None
     last_used: float = field(default_factory=time.monotonic)
+    calls: int = 0  # calls in flight; a session in use is never reaped
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
 
 
 class SessionStore:
-    """Live sessions, at most `capacity` of them; sessions idle for `ttl` seconds are reaped."""
+    """Live sessions, at most `capacity`; sessions idle for `ttl` seconds are reaped.
 
-    def __init__(self, capacity: int = 256, ttl: float | None = 600.0, retry_after: int = 1):
+    `closer(session)` ends a removed session in its worker (it runs in a thread of its own).
+    """
+
+    def __init__(
+        self,
+        capacity: int = 256,
+        ttl: float | None = 600.0,
+        closer: Callable[[Session], None] | None = None,
+        retry_after: int = 1,
+    ):
         self.capacity = capacity
         self.ttl = ttl
         self.retry_after = retry_after
+        self.closer = closer or (lambda session: None)
         self._sessions: dict[str, Session] = {}
+        self._lost: OrderedDict[str, str] = OrderedDict()
         self._reserved = 0
         self._lock = threading.Lock()
         self._reaper: threading.Thread | None = None
@@ -39,8 +54,8 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, env_id: str, factory) -> Session:
-        """Build an env with `factory()` in a new session; 429 when at capacity."""
+    def reserve(self, env_id: str) -> Session:
+        """A new session id counted against the capacity; 429 when the server is full."""
         with self._lock:
             if len(self._sessions) + self._reserved >= self.capacity:
                 raise ApiError(
@@ -50,19 +65,21 @@ class SessionStore:
                     headers={"Retry-After": str(self.retry_after)},
                 )
             self._reserved += 1
-        try:
-            env = factory()
-        finally:
-            with self._lock:
-                self._reserved -= 1
-        session = Session(sid=secrets.token_hex(12), env_id=env_id, env=env)
+        return Session(sid=secrets.token_hex(12), env_id=env_id)
+
+    def admit(self, session: Session | None, reserved: Session) -> None:
+        """End a reservation: `session` joins the live ones (None: building it failed)."""
         with self._lock:
-            self._sessions[session.sid] = session
-        return session
+            self._reserved -= 1
+            if session is not None:
+                self._sessions[session.sid] = session
 
     def get(self, sid: str) -> Session:
         session = self._sessions.get(sid)
         if session is None:
+            reason = self._lost.get(sid)
+            if reason is not None:
+                raise ApiError(410, "session_lost", f"session {sid!r} was lost: {reason}; start a new one")
             raise ApiError(404, "unknown_session", f"no session {sid!r} (never created, deleted or expired)")
         session.touch()
         return session
@@ -71,8 +88,17 @@ class SessionStore:
         with self._lock:
             session = self._sessions.pop(sid, None)
         if session is not None:
-            threading.Thread(target=self._close_when_free, args=(session,), daemon=True).start()
+            threading.Thread(target=self.closer, args=(session,), daemon=True).start()
         return session
+
+    def mark_lost(self, sids: set[str], reason: str) -> None:
+        """Sessions whose worker died: later calls on them answer 410 `session_lost`."""
+        with self._lock:
+            for sid in sids:
+                if self._sessions.pop(sid, None) is not None:
+                    self._lost[sid] = reason
+            while len(self._lost) > LOST_REMEMBERED:
+                self._lost.popitem(last=False)
 
     def reap(self) -> int:
         """Remove sessions idle for longer than the TTL; returns how many."""
@@ -80,9 +106,7 @@ class SessionStore:
             return 0
         now = time.monotonic()
         expired = [
-            s.sid
-            for s in list(self._sessions.values())
-            if now - s.last_used > self.ttl and not s.lock.locked()
+            s.sid for s in list(self._sessions.values()) if now - s.last_used > self.ttl and not s.calls
         ]
         return sum(self.remove(sid) is not None for sid in expired)
 
@@ -102,12 +126,3 @@ class SessionStore:
         self._stop.set()
         for sid in list(self._sessions):
             self.remove(sid)
-
-    @staticmethod
-    def _close_when_free(session: Session) -> None:
-        # A step may still be running (e.g. one that timed out): close after it finishes.
-        with session.lock:
-            try:
-                session.env.close()
-            except Exception:
-                pass

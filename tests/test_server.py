@@ -138,14 +138,15 @@ def test_capacity_answers_429_then_recovers(server):
         requests.delete(f"{server.url}/sessions/{sid}")
 
 
-def test_slow_step_answers_504_and_closes_the_session(server):
+def test_slow_step_answers_504_and_loses_the_session(server):
     sid = new_session(server.url)
     requests.post(f"{server.url}/sessions/{sid}/reset", json={})
     started = time.monotonic()
     answer = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "wait 3"})
     assert answer.status_code == 504 and error_of(answer) == "step_timeout"
     assert time.monotonic() - started < 2.5
-    assert requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"}).status_code == 404
+    later = requests.post(f"{server.url}/sessions/{sid}/step", json={"action": "inc"})
+    assert later.status_code == 410 and error_of(later) == "session_lost"
 
 
 def test_concurrent_steps_on_one_session_never_interleave(server):
