@@ -63,6 +63,7 @@ class Agent:
     """Base class: subclasses implement `generate`; `act` parses actions from the replies."""
 
     name: str = "agent"
+    needs_env: bool = False  # acts by reading the episode's env object (AgentInput.env), not text alone
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
         """`sampling.n` raw replies for each input, in order."""

@@ -10,6 +10,8 @@ from agents.base import Agent, AgentInput, SamplingParams
 class ExpertAgent(Agent):
     """Asks each episode's env for its expert action (works on local and remote envs)."""
 
+    needs_env = True
+
     name = "expert"
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:

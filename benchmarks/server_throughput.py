@@ -1,10 +1,13 @@
-"""Env server throughput: steps/s and step latency with 1, 8 and 32 clients, and the batch step.
+"""Env server throughput: steps/s and step latency with 1, 8 and 32 clients, and the batch step,
+for each number of env worker processes.
 
-Starts `evol serve evol/BabyAI-v0` on loopback, then clients (threads spread over a few
-processes, each with its own keep-alive connection) loop reset + steps. Prints a table
-and writes it as JSON.
+Starts `evol serve evol/BabyAI-v0 --workers N` on loopback, then clients (threads spread
+over a few processes, each with its own keep-alive connection) loop reset + steps. The
+batch step is measured twice: finished episodes reset by a request of their own, and
+reset inside the next batch (`{"session", "reset"}` entries). Prints a table per worker
+count and writes them as JSON.
 
-    python benchmarks/server_throughput.py [--seconds 5] [--clients 1 8 32] [--batch 64]
+    python benchmarks/server_throughput.py [--seconds 5] [--clients 1 8 32] [--batch 64] [--workers 1 2 0]
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def measure_clients(url: str, workload: tuple, clients: int, seconds: float, pro
     }
 
 
-def measure_batch(url: str, workload: tuple, batch: int, seconds: float) -> dict:
+def measure_batch(url: str, workload: tuple, batch: int, seconds: float, inline_resets: bool = False) -> dict:
     env_id, moves = workload
     http = requests.Session()
     rng = random.Random(0)
@@ -99,17 +102,28 @@ def measure_batch(url: str, workload: tuple, batch: int, seconds: float) -> dict
     steps = 0
     deadline = time.perf_counter() + seconds
     started = time.perf_counter()
+    ended: set[str] = set()
     while time.perf_counter() < deadline:
-        body = {"steps": [{"session": sid, "action": rng.choice(moves)} for sid in sids]}
-        results = http.post(f"{url}/step", json=body).json()["results"]
-        steps += len(results)
-        for sid, result in zip(sids, results):
+        entries = [
+            {"session": sid, "reset": {}} if sid in ended else {"session": sid, "action": rng.choice(moves)}
+            for sid in sids
+        ]
+        ended = set()
+        results = http.post(f"{url}/step", json={"steps": entries}).json()["results"]
+        for entry, result in zip(entries, results):
+            if "reset" in entry:
+                continue
+            steps += 1
+            sid = entry["session"]
             if result["status"] != 200 or result["terminated"] or result["truncated"]:
-                http.post(f"{url}/sessions/{sid}/reset", json={})
+                if inline_resets:
+                    ended.add(sid)
+                else:
+                    http.post(f"{url}/sessions/{sid}/reset", json={})
     elapsed = time.perf_counter() - started
     for sid in sids:
         http.delete(f"{url}/sessions/{sid}")
-    return {"batch": batch, "env_steps_per_s": steps / elapsed}
+    return {"batch": batch, "inline_resets": inline_resets, "env_steps_per_s": steps / elapsed}
 
 
 def main() -> None:
@@ -126,10 +140,41 @@ def main() -> None:
     parser.add_argument("--server-flags", default="", help="more `evol serve` flags, e.g. '--step-timeout 0'")
     parser.add_argument("--env", default=ENV, help="env to serve (its actions: --moves)")
     parser.add_argument("--moves", nargs="+", default=MOVES, help="actions the clients pick from at random")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2, 0],
+        help="env worker counts to measure (0: one per core)",
+    )
+    parser.add_argument(
+        "--no-inline-resets", action="store_true", help="for servers without resets in POST /step"
+    )
     parser.add_argument("--out", default="benchmarks/results/server_throughput.json")
     args = parser.parse_args()
     workload = (args.env, tuple(args.moves))
+    results = []
+    for workers in args.workers:
+        flags = args.server_flags.split() + (["--workers", str(workers)] if workers >= 0 else [])
+        result = measure_server(args, workload, flags)
+        result["workers"] = workers
+        results.append(result)
+        print(f"\n== {workers if workers > 0 else 'one per core'} worker(s) ==" if workers >= 0 else "")
+        print(f"{'clients':>8} {'steps/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        for row in result["clients"]:
+            print(
+                f"{row['clients']:>8} {row['steps_per_s']:>9.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}"
+            )
+        for batch in result["batch"]:
+            how = "resets in the batch" if batch["inline_resets"] else "resets as requests"
+            print(
+                f"batch step ({batch['batch']} sessions, {how}): {batch['env_steps_per_s']:.0f} env steps/s"
+            )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
 
+
+def measure_server(args: argparse.Namespace, workload: tuple, flags: list[str]) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
@@ -145,7 +190,7 @@ def main() -> None:
             str(args.threads),
             "--capacity",
             "1024",
-            *args.server_flags.split(),
+            *flags,
         ],
         stdout=subprocess.DEVNULL,
     )
@@ -157,16 +202,13 @@ def main() -> None:
             except requests.ConnectionError:
                 time.sleep(0.1)
         rows = [measure_clients(url, workload, n, args.seconds, args.processes) for n in args.clients]
-        batch = measure_batch(url, workload, args.batch, args.seconds)
+        batches = [measure_batch(url, workload, args.batch, args.seconds)]
+        if not args.no_inline_resets:
+            batches.append(measure_batch(url, workload, args.batch, args.seconds, inline_resets=True))
     finally:
         server.terminate()
         server.wait()
-    print(f"{'clients':>8} {'steps/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    for row in rows:
-        print(f"{row['clients']:>8} {row['steps_per_s']:>9.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}")
-    print(f"batch step ({batch['batch']} sessions per request): {batch['env_steps_per_s']:.0f} env steps/s")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"clients": rows, "batch": batch}, indent=2))
+    return {"clients": rows, "batch": batches}
 
 
 if __name__ == "__main__":

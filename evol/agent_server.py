@@ -22,7 +22,6 @@ and sample alike (same temperature, top_p, max_tokens, stop and n, no seed) shar
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import random
@@ -43,6 +42,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from agents import Agent, AgentInput, SamplingParams
 from agents.openai_compat import cut_at_stop
 from evol.agent_server_cli import TOKEN_ENV
+from server.errors import ApiError
+from server.http import allowed_hosts, host_allowed, json_body, token_matches
 
 log = logging.getLogger(__name__)
 
@@ -362,8 +363,11 @@ def create_agent_app(
     max_queue: int = 16,
     max_batch: int = 16,
     max_body_bytes: int = 16 << 20,
+    host: str = "127.0.0.1",
+    extra_hosts: tuple[str, ...] = (),
 ) -> Flask:
     """The Flask app serving `agent` as the model `model_name` (see the module docstring)."""
+    hosts = allowed_hosts(host, extra_hosts)
     batcher = GenerationBatcher(agent, max_queue=max_queue, max_batch=max_batch)
     created = int(time.time())
     context_tokens = getattr(agent, "max_context_tokens", None)
@@ -386,22 +390,34 @@ def create_agent_app(
                 OpenAIError(413, f"request body over {max_body_bytes} bytes", code="too_large")
             )
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.code or 500, "http_error")
-        return openai_error(OpenAIError(error.code or 500, error.description or str(error), code=code))
+        headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+        return openai_error(
+            OpenAIError(error.code or 500, error.description or str(error), code=code, headers=headers)
+        )
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception):
         log.exception("unhandled error")
         return openai_error(
-            OpenAIError(500, f"{type(error).__name__}: {error}", "server_error", "internal_error")
+            OpenAIError(
+                500,
+                "the server failed on this request; its log has the details",
+                "server_error",
+                "internal_error",
+            )
         )
 
+    @app.errorhandler(ApiError)
+    def plumbing_error(error: ApiError):
+        return openai_error(OpenAIError(error.status, error.message, code=error.type, headers=error.headers))
+
     @app.before_request
-    def check_token():
+    def check_request():
+        if not host_allowed(request.headers.get("Host", ""), hosts):
+            raise OpenAIError(403, "this server does not answer to that Host name", code="host_not_allowed")
         if token is None or request.path == "/health":
             return None
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not token_matches(request.headers.get("Authorization", ""), token):
             raise OpenAIError(
                 401, "a valid 'Authorization: Bearer <token>' header is required", code="invalid_api_key"
             )
@@ -427,7 +443,7 @@ def create_agent_app(
 
     @app.post("/v1/chat/completions")
     def chat_completions():
-        parsed = parse_completion_request(request.get_json(silent=True, force=True), model_name)
+        parsed = parse_completion_request(json_body(request, required=True), model_name)
         if context_tokens is not None and parsed.sampling.max_new_tokens >= context_tokens:
             raise OpenAIError(
                 400,
@@ -449,11 +465,11 @@ def create_agent_app(
             ) from None
         try:
             result = future.result()
-        except Exception as error:
+        except Exception:
             log.exception("generation failed")
             raise OpenAIError(
                 500,
-                f"generation failed: {type(error).__name__}: {error}",
+                "generation failed; the server log has the details",
                 "server_error",
                 "generation_failed",
             ) from None
@@ -471,11 +487,20 @@ def serve_agent(
     token: str | None = None,
     max_queue: int = 16,
     max_batch: int = 16,
+    extra_hosts: tuple[str, ...] = (),
 ) -> None:
     """Serve `agent` on waitress until interrupted. `threads` defaults to enough for every
     request the batcher admits, so overload is answered with 503 rather than left in waitress's queue."""
     token = token or os.environ.get(TOKEN_ENV) or None
-    app = create_agent_app(agent, model_name, token=token, max_queue=max_queue, max_batch=max_batch)
+    app = create_agent_app(
+        agent,
+        model_name,
+        token=token,
+        max_queue=max_queue,
+        max_batch=max_batch,
+        host=host,
+        extra_hosts=extra_hosts,
+    )
     threads = threads or max_queue + max_batch + 4
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     print(f"evol: serving agent {model_name!r} on http://{host}:{port}/v1 ({threads} threads)", flush=True)

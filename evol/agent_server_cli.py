@@ -33,6 +33,13 @@ def cmd_serve_agent(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"evol: cannot load {spec}: {error}", file=sys.stderr)
         return 2
+    if getattr(agent, "needs_env", False):
+        print(
+            f"evol: {spec} acts by reading the episode's env, so it cannot answer plain chat requests; "
+            "serve a model (hf:PATH, vllm:PATH) or an endpoint (openai:URL#MODEL)",
+            file=sys.stderr,
+        )
+        return 2
     serve_agent(
         agent,
         name,
@@ -42,6 +49,7 @@ def cmd_serve_agent(args: argparse.Namespace) -> int:
         token=args.token,
         max_queue=args.max_queue,
         max_batch=args.max_batch,
+        extra_hosts=tuple(args.allowed_hosts or ()),
     )
     return 0
 
@@ -84,6 +92,12 @@ def add_serve_agent_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads", type=int, default=None, help="request threads (default: max-queue + max-batch + 4)"
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        nargs="+",
+        metavar="NAME",
+        help="Host names the server answers to besides loopback names, IP addresses and --host ('*': any)",
     )
     p.set_defaults(func=cmd_serve_agent)
     return p

@@ -102,8 +102,10 @@ def agent(server):
     agent.close()
 
 
-def post(server: AgentServerProcess, body, token: str | None = TOKEN, **kwargs) -> requests.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def post(
+    server: AgentServerProcess, body, token: str | None = TOKEN, headers: dict | None = None, **kwargs
+) -> requests.Response:
+    headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
     return requests.post(
         server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30, **kwargs
     )
@@ -200,10 +202,43 @@ def test_wrong_token_raises_401_without_retries(server):
     ],
 )
 def test_malformed_request_answers_400_json(server, body, param):
-    response = post(server, None, data=body) if isinstance(body, str) else post(server, body)
+    if isinstance(body, str):
+        response = post(server, None, data=body, headers={"Content-Type": "application/json"})
+    else:
+        response = post(server, body)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"] and error["param"] == param
+
+
+def test_non_json_deeply_nested_and_foreign_host_requests_are_refused(server):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    url = server.url + "/v1/chat/completions"
+    body = '{"messages": [{"role": "user", "content": "hi"}]}'
+    answer = requests.post(url, data=body, headers={**auth, "Content-Type": "text/plain"}, timeout=30)
+    assert answer.status_code == 415 and answer.json()["error"]["code"] == "unsupported_media_type"
+    deep = '{"messages": ' + "[" * 1000 + "]" * 1000 + "}"
+    answer = requests.post(url, data=deep, headers={**auth, "Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "malformed_body"
+    answer = requests.get(server.url + "/v1/models", headers={**auth, "Host": "rebound.example"}, timeout=30)
+    assert answer.status_code == 403
+    answer = requests.get(server.url + "/v1/models", headers={"Authorization": f"bearer {TOKEN}"}, timeout=30)
+    assert answer.status_code == 200
+    answer = requests.get(url, headers=auth, timeout=30)
+    assert answer.status_code == 405 and "POST" in answer.headers["Allow"]
+
+
+def test_serve_agent_refuses_an_agent_that_needs_an_env():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "evol.cli", "serve-agent", "--agent", "expert", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "cannot answer plain chat requests" in done.stderr
 
 
 def test_unknown_model_answers_404_and_no_token_401(server):
