@@ -53,11 +53,11 @@ class EnvService:
     """What the routes do: validate, place the session on a worker, run the call there."""
 
     def __init__(self, env_ids: list[str], limits: ServerLimits, env_overrides: dict[str, dict[str, Any]]):
-        for env_id in env_ids:
-            envs.env_class(env_id)  # fail at start for an id that is not registered
+        unknown = [env_id for env_id in env_ids if env_id not in envs.env_ids()]
+        if unknown:
+            raise KeyError(f"unknown env(s) {unknown}; known: {', '.join(envs.env_ids())}")
         self.env_ids = list(env_ids)
         self.limits = limits
-        self.specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
         self.store = SessionStore(capacity=limits.capacity, ttl=limits.session_ttl, closer=self._close)
         self.pool = WorkerPool(
             env_ids,
@@ -67,6 +67,12 @@ class EnvService:
             max_worker_rss=limits.max_worker_rss,
             on_lost=self.store.mark_lost,
         )
+        try:  # the workers start while this process imports the env modules for their cards
+            self.specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
+        except Exception:
+            self.pool.close()
+            raise
+        self.pool.wait_ready()
         self.batch_pool = ThreadPoolExecutor(
             max_workers=4 * limits.worker_count(), thread_name_prefix="batch"
         )

@@ -174,6 +174,21 @@ class Worker:
         return self.process.pid
 
 
+def _env_modules(env_ids: list[str]) -> list[str]:
+    """The modules that define `env_ids`, read from the registry without importing them."""
+    import gymnasium
+
+    import envs
+
+    envs.env_ids()  # plugins register their envs
+    modules = []
+    for env_id in env_ids:
+        entry_point = gymnasium.spec(env_id).entry_point if env_id in gymnasium.registry else None
+        if isinstance(entry_point, str):
+            modules.append(entry_point.partition(":")[0])
+    return modules
+
+
 def _context() -> multiprocessing.context.BaseContext:
     # forkserver: workers fork from a clean server process with the env modules loaded,
     # so a replacement starts in milliseconds and never inherits the front's threads.
@@ -209,21 +224,17 @@ class WorkerPool:
         self.replaced = 0
         self._ctx = _context()
         if self._ctx.get_start_method() == "forkserver":
-            modules = {"envs", "server.wire"}
-            for env_id in self.env_ids:
-                try:
-                    import envs
-
-                    modules.add(envs.env_class(env_id).__module__)
-                except KeyError:
-                    pass
-            self._ctx.set_forkserver_preload(sorted(modules))
+            self._ctx.set_forkserver_preload(["envs", "server.wire", *_env_modules(self.env_ids)])
         self._slots: list[Worker | None] = [None] * size
         self._lock = threading.Lock()
         self._closed = False
         self._starting: set[int] = set()
-        starters = [self._restart(slot) for slot in range(size)]
-        for thread in starters:
+        # Workers start in the background: the caller may do its own imports meanwhile.
+        self._starters = [self._restart(slot) for slot in range(size)]
+
+    def wait_ready(self) -> None:
+        """Block until the first workers have started (or failed to); then watch them."""
+        for thread in self._starters:
             if thread is not None:
                 thread.join()
         if not any(self._slots):
