@@ -10,9 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from envs.core import TextEnv, TextSpace
-from envs.errors import EpisodeOver, EpisodeStateError, ResetNeeded, TaskOptionError
+from envs.errors import EpisodeOver, EpisodeStateError, ParamError, ResetNeeded, TaskOptionError
 from envs.expert import run_expert
-from envs.registry import env_class, env_ids, env_spec, make_local, register, register_builtin
+from envs.params import Param
+from envs.registry import (
+    check_kwargs,
+    check_options,
+    env_class,
+    env_ids,
+    env_spec,
+    make_local,
+    register,
+    register_builtin,
+)
 
 register_builtin()
 
@@ -30,10 +40,14 @@ def make(env_id: str, url: str | list[str] | None = None, **kwargs: Any):
 __all__ = [
     "EpisodeOver",
     "EpisodeStateError",
+    "Param",
+    "ParamError",
     "ResetNeeded",
     "TaskOptionError",
     "TextEnv",
     "TextSpace",
+    "check_kwargs",
+    "check_options",
     "env_class",
     "env_ids",
     "env_spec",

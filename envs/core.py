@@ -12,15 +12,21 @@ Main methods:
   episode ends `info["success"]` is a bool. An invalid action never raises: the
   observation says what was wrong and the turn counts.
 - `expert_action() -> str`: the scripted solver's next action in the current state
-  (privileged; it makes the behaviour-cloning data).
+  (privileged; it makes the behaviour-cloning data). Before `reset` it raises
+  `ResetNeeded`, after the episode's end `EpisodeOver`, as `step` does.
+- `kwarg_params`, `option_params`: the declared constructor kwargs and reset options
+  (`envs.params.Param`, with their bounds); the constructor and `reset` refuse anything
+  else with a `ParamError` (`TaskOptionError` for options), a `ValueError`.
 - `valid_actions() -> list[str] | None`: the actions that make sense now, if the env
   can list them (`info["valid_actions"]` carries them each turn).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import string
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -28,8 +34,20 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.errors import EpisodeOver, ResetNeeded, TaskOptionError
+from envs.params import Param, check_params
 
 PRINTABLE = string.ascii_letters + string.digits + string.punctuation + " "
+MAX_TURNS = 1000  # the most turns a client may give any env (an env may declare fewer)
+MAX_TASK = 10**9  # the `task` bound of an env that declares no options
+SEED = Param("int", minimum=0, maximum=2**63 - 1, help="the episode's seed")
+
+
+def turns_param(default: int, maximum: int = MAX_TURNS, minimum: int = 1) -> Param:
+    """The `max_turns` kwarg of an env (None: the class's default)."""
+    return Param("int", minimum=minimum, maximum=maximum, help=f"turns before truncation (default {default})")
+
+
+RENDER_MODE = Param("str", choices=("ansi",), help='"ansi": render() returns the last observation')
 
 
 class TextSpace(spaces.Text):
@@ -69,17 +87,24 @@ class TextEnv(gym.Env):
     multimodal: bool = False
     image_shape: tuple[int, int] = (0, 0)
     splits: tuple[str, ...] = ()
-    task_options: tuple[str, ...] | None = None  # reset option keys; set it and others are refused
     max_action_length: int = 2048
     max_observation_length: int = 1 << 20
+    # Every constructor kwarg and every reset option a caller can set, with its bounds (see
+    # envs.params): the constructor and `reset` check them, and so does the server.
+    kwarg_params: dict[str, Param] = {"max_turns": turns_param(20), "render_mode": RENDER_MODE}
+    option_params: dict[str, Param] = {"task": Param("int", minimum=0, maximum=MAX_TASK, help="task index")}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if "__init__" in own:
+            cls.__init__ = _checking_kwargs(own["__init__"])
+        if "expert_action" in own:
+            cls.expert_action = _during_episode(own["expert_action"])
 
     def __init__(self, max_turns: int | None = None, render_mode: str | None = None):
         if max_turns is not None:
-            if not isinstance(max_turns, int) or max_turns < 1:
-                raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
-            self.max_turns = max_turns
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
+            self.max_turns = int(max_turns)
         self.render_mode = render_mode
         text = TextSpace(self.max_observation_length)
         if self.multimodal:
@@ -148,17 +173,15 @@ class TextEnv(gym.Env):
 
     # ---- the contract ---------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        if options is not None and not isinstance(options, dict):
+        if seed is not None:
+            seed = check_params({"seed": SEED}, {"seed": seed}, "reset", error=TaskOptionError)["seed"]
+        if options is not None and not isinstance(options, Mapping):
             raise TaskOptionError(f"options must be a mapping, got {type(options).__name__}")
-        options = dict(options or {})
-        if self.task_options is not None:
-            options = {key: value for key, value in options.items() if value is not None}
-            unknown = set(options) - set(self.task_options)
-            if unknown:
-                raise TaskOptionError(
-                    f"unknown option(s) {sorted(unknown)} for {type(self).__name__}; known: {list(self.task_options)}"
-                )
+        options = {key: value for key, value in (options or {}).items() if value is not None}
+        options = check_params(
+            self.option_params, options, "option", owner=type(self).__name__, error=TaskOptionError
+        )
+        super().reset(seed=seed)
         observation, info = self._reset(options)
         if "instruction" not in info:
             raise RuntimeError(f"{type(self).__name__}._reset must put 'instruction' in info")
@@ -223,3 +246,52 @@ class TextEnv(gym.Env):
     @classmethod
     def summary(cls) -> str:
         return next((line.strip() for line in cls.card().splitlines() if line.strip()), "")
+
+
+def _checking_kwargs(init: Callable[..., None]) -> Callable[..., None]:
+    """`init` behind a check of its kwargs against `kwarg_params` of the class being built.
+
+    Only the outermost constructor checks (a subclass's `super().__init__(...)` passes values
+    the subclass already checked), against the declaration of the class of the new env.
+    """
+    signature = inspect.signature(init)
+    self_name = next(iter(signature.parameters))
+
+    @functools.wraps(init)
+    def checked_init(self: TextEnv, *args: Any, **kwargs: Any) -> None:
+        if type(self).__init__ is checked_init:
+            params = type(self).kwarg_params
+            owner = type(self).__name__
+            try:
+                bound = signature.bind(self, *args, **kwargs)
+            except TypeError:
+                check_params(params, kwargs, "kwarg", owner=owner)  # names an unknown kwarg
+                raise
+            given: dict[str, Any] = {}
+            for name, value in bound.arguments.items():
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    given.update(value)
+                elif name != self_name and kind is not inspect.Parameter.VAR_POSITIONAL:
+                    given[name] = value
+            check_params(params, given, "kwarg", owner=owner)
+        init(self, *args, **kwargs)
+
+    return checked_init
+
+
+def _during_episode(expert_action: Callable[[TextEnv], str]) -> Callable[[TextEnv], str]:
+    """`expert_action` refusing, as `step` does, to act before `reset` or after the episode ended."""
+
+    @functools.wraps(expert_action)
+    def checked_expert_action(self: TextEnv) -> str:
+        if self._status == "new":
+            raise ResetNeeded("call reset() before expert_action()")
+        if self._status == "done":
+            raise EpisodeOver("the episode has ended; call reset() to start a new one")
+        return expert_action(self)
+
+    return checked_expert_action
+
+
+TextEnv.__init__ = _checking_kwargs(TextEnv.__init__)

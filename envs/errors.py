@@ -1,7 +1,8 @@
-"""Errors raised by environments for misuse of the episode protocol.
+"""Errors raised by environments for misuse of the episode protocol or bad parameters.
 
-An invalid *action* is never an error (the observation says what was wrong); these are
-for calls made out of order, which the server turns into HTTP 409.
+An invalid *action* is never an error (the observation says what was wrong). Calls made
+out of order raise an `EpisodeStateError` (the server answers 409); constructor kwargs
+and reset options outside their declaration raise a `ParamError` (the server answers 400).
 """
 
 
@@ -17,5 +18,9 @@ class EpisodeOver(EpisodeStateError):
     """`step` was called after the episode terminated or was truncated."""
 
 
-class TaskOptionError(ValueError):
+class ParamError(ValueError):
+    """A constructor kwarg or reset option is unknown, of the wrong type or out of its declared range."""
+
+
+class TaskOptionError(ParamError):
     """`reset` options name a task, split or difficulty the env does not have."""

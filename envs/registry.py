@@ -17,6 +17,8 @@ import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 
 from envs.core import TextEnv
+from envs.errors import TaskOptionError
+from envs.params import check_params, params_schema
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,30 @@ def make_local(env_id: str, **kwargs: Any) -> TextEnv:
     return env
 
 
+def check_kwargs(env_id: str, kwargs: dict[str, Any] | None, from_client: bool = True) -> dict[str, Any]:
+    """`kwargs` for building `env_id`, checked against its declaration (`kwarg_params`).
+
+    A `ParamError` (a `ValueError`) names the unknown key, the value out of range or of the
+    wrong type; `from_client` also refuses the kwargs only the server may set (files, objects).
+    A `KeyError` for an unknown env id."""
+    cls = env_class(env_id)
+    return check_params(cls.kwarg_params, kwargs, "kwarg", owner=env_id, from_client=from_client)
+
+
+def check_options(env_id: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Reset `options` of `env_id` checked against its declaration (`option_params`), None values
+    dropped (they mean the default), as `reset` does; a `TaskOptionError` (a `ParamError`) otherwise."""
+    cls = env_class(env_id)
+    if options is not None and not isinstance(options, dict):
+        raise TaskOptionError(f"{env_id}: options must be a mapping, got {type(options).__name__}")
+    given = {key: value for key, value in (options or {}).items() if value is not None}
+    return check_params(
+        cls.option_params, given, "option", owner=env_id, from_client=True, error=TaskOptionError
+    )
+
+
 def env_spec(env_id: str, **kwargs: Any) -> dict[str, Any]:
-    """What `GET /envs` and `evol envs` show of an env: id, card and declared limits."""
+    """What `GET /envs` and `evol envs` show of an env: id, card, declared limits and parameters."""
     cls = env_class(env_id)
     defaults = gym.spec(env_id).kwargs
     max_turns = kwargs.get("max_turns", defaults.get("max_turns", cls.max_turns))
@@ -118,4 +142,6 @@ def env_spec(env_id: str, **kwargs: Any) -> dict[str, Any]:
         "splits": list(cls.splits),
         "max_action_length": cls.max_action_length,
         "kwargs": kwargs,
+        "kwargs_schema": params_schema(cls.kwarg_params),
+        "options_schema": params_schema(cls.option_params),
     }

@@ -84,11 +84,6 @@ class EnvService:
         if not isinstance(kwargs, dict):
             raise ApiError(400, "bad_env_kwargs", "'kwargs' must be a JSON object")
         try:
-            if not hasattr(envs, "check_kwargs"):  # TEMPORARY until envs.params lands
-                refused = sorted({"data", "cache_dir", "judge"} & set(kwargs))
-                if refused:
-                    raise ValueError(f"{refused} can only be set where the server starts")
-                return kwargs
             return envs.check_kwargs(env_id, kwargs, from_client=True)
         except ValueError as error:
             raise ApiError(400, "bad_env_kwargs", f"cannot build {env_id}: {error}") from None
@@ -108,8 +103,7 @@ class EnvService:
             if not isinstance(options, dict):
                 raise ApiError(400, "bad_options", "options must be a JSON object")
             try:
-                if hasattr(envs, "check_options"):  # TEMPORARY until envs.params lands
-                    options = envs.check_options(session.env_id, options)
+                options = envs.check_options(session.env_id, options)
             except ValueError as error:
                 raise ApiError(400, "bad_options", str(error)) from None
         return {"seed": seed, "options": options}

@@ -28,7 +28,8 @@ from minigrid.utils.baby_ai_bot import (
 )
 
 from envs.babyai.describe import DIR_VECTORS, OBJECT_TYPES, SeenObject, View, render, scan_view
-from envs.core import TextEnv
+from envs.core import RENDER_MODE, TextEnv, turns_param
+from envs.params import Param, choice_param, task_param
 
 DEFAULT_LEVELS = (
     "GoToRedBallGrey",
@@ -96,6 +97,15 @@ def level_env_id(level: str) -> str:
         if env_id.startswith("BabyAI-") and env_id in gym.registry:
             return env_id
     raise ValueError(f"unknown BabyAI level {level!r} (e.g. 'GoToLocal' or 'BabyAI-GoToLocal-v0')")
+
+
+def known_levels() -> tuple[str, ...]:
+    """Every BabyAI level minigrid registers, by short name ('GoToLocal') and by id ('BabyAI-GoToLocal-v0')."""
+    ids = sorted(env_id for env_id in gym.registry if env_id.startswith("BabyAI-"))
+    return (*(level_name(env_id) for env_id in ids), *ids)
+
+
+KNOWN_LEVELS = known_levels()
 
 
 def task_seed(split: str, task: int) -> int:
@@ -209,6 +219,23 @@ class BabyAIEnv(TextEnv):
     splits = ("train", "test")
     max_action_length = 256
     max_observation_length = 16384
+    kwarg_params = {
+        "levels": Param(
+            "list",
+            max_length=len(KNOWN_LEVELS) // 2,
+            items=Param("str", choices=KNOWN_LEVELS),
+            help="the level mix (default: the ten levels of the card)",
+        ),
+        "max_turns": turns_param(20),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(TASKS_PER_SPLIT),
+        "split": choice_param(splits, help='"train" (default) or "test"'),
+        "level": choice_param(
+            KNOWN_LEVELS, help="a level of the env's mix (default: level task mod mix size)"
+        ),
+    }
 
     def __init__(
         self,

@@ -23,13 +23,15 @@ from envs.charts.synth import (
     plotting_code,
     shared_renderer,
 )
-from envs.core import TextEnv
+from envs.core import MAX_TASK, RENDER_MODE, TextEnv, turns_param
 from envs.errors import TaskOptionError
+from envs.params import Param, choice_param, task_param
 
 MODES = ("image", "code", "table")
 QA_TYPES = ("recognition", "reasoning")
 TASKS_PER_SPLIT = {"train": 1_000_000, "test": 2_000}
 QUESTIONS_PER_CHART = 4  # tasks 4c, 4c+1: recognition; 4c+2, 4c+3: reasoning (as ReachQA's test set)
+MAX_ABS_TOL = 1e6
 REACHQA_FIELDS = ("question", "answer", "image", "code", "QA_type", "major_chart_type", "minor_chart_type")
 
 INSTRUCTION = """\
@@ -51,8 +53,9 @@ SOURCES = {
     "question and the answer format.",
 }
 
-_ANSWER_LINE = re.compile(r"answer\s*(?:is)?\s*[:=]\s*(.*)$", re.IGNORECASE)
-_NUMBER = re.compile(r"^([-+−]?)\s*[$€£]?\s*(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(.*)$")
+# No two `\s*` side by side around an optional part: they split a run of spaces every way (quadratic).
+_ANSWER_LINE = re.compile(r"answer(?:\s*is)?\s*[:=]\s*(.*)$", re.IGNORECASE)
+_NUMBER = re.compile(r"^([-+−]?)\s*(?:[$€£]\s*)?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(.*)$")
 _HEDGE = re.compile(r"^(?:about|approximately|approx\.?|around|roughly|~|≈)\s*", re.IGNORECASE)
 
 
@@ -235,6 +238,23 @@ class ChartQAEnv(TextEnv):
     splits = ("train", "test")
     max_action_length = 2048
     max_observation_length = 65536
+    kwarg_params = {
+        "mode": choice_param(MODES, default="image", help="what shows the chart: image, code or table"),
+        "data": Param("object", of=(str, Path), server_only=True, help="a local ReachQA-format JSONL file"),
+        "rel_tol": Param(
+            "float", default=0.05, minimum=0.0, maximum=1.0, help="relative tolerance of numbers"
+        ),
+        "abs_tol": Param("float", default=0.01, minimum=0.0, maximum=MAX_ABS_TOL, help="absolute tolerance"),
+        "max_turns": turns_param(4, maximum=100),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(MAX_TASK, "task index (synthesised: below 1,000,000 in train, 2,000 in test)"),
+        "split": choice_param(splits, help='"train" (default) or "test"'),
+        "mode": choice_param(MODES, help="default: the mode kwarg"),
+        "chart_type": choice_param(tuple(CHART_TYPES), help="the chart's minor type (default: by task)"),
+        "qa_type": choice_param(QA_TYPES, help="recognition or reasoning (default: by task)"),
+    }
 
     def __init__(
         self,
@@ -246,13 +266,9 @@ class ChartQAEnv(TextEnv):
         render_mode: str | None = None,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
-        if rel_tol < 0 or abs_tol < 0:
-            raise ValueError("rel_tol and abs_tol must be >= 0")
         self.mode = mode
-        self.rel_tol = rel_tol
-        self.abs_tol = abs_tol
+        self.rel_tol = float(rel_tol)
+        self.abs_tol = float(abs_tol)
         self.records = load_reachqa(data) if data else None
         if self.records is not None and mode == "table":
             raise ValueError("table mode needs synthesised charts (ReachQA records carry no table)")
@@ -296,10 +312,6 @@ class ChartQAEnv(TextEnv):
 
     def _reset_chart(self, task: int, split: str, mode: str, options: dict[str, Any]):
         chart_type = options.get("chart_type")
-        if chart_type is not None and chart_type not in CHART_TYPES:
-            raise TaskOptionError(
-                f"options.chart_type must be one of {list(CHART_TYPES)}, got {chart_type!r}"
-            )
         index, slot = divmod(task, QUESTIONS_PER_CHART)
         qa_type = self.select_choice(options, "qa_type", QA_TYPES, QA_TYPES[slot // 2])
         chart = make_chart(index, split, chart_type)

@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from envs.core import TextEnv
+from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import ResetNeeded, TaskOptionError
+from envs.params import Param, choice_param, task_param
 
 SPLITS = ("train", "test")
 TASKS_PER_SPLIT = {"train": 100_000, "test": 1_000}
 MIN_SIZE, MAX_SIZE, DEFAULT_SIZE = 3, 12, 5
 SLACK_TURNS = 5  # turns a task leaves beyond its shortest path (mistakes, invalid replies)
-OPTIONS = ("task", "split", "size")
 
 # direction -> (row step, column step, where a wall that way is, in words)
 DIRECTIONS: dict[str, tuple[int, int, str]] = {
@@ -28,7 +28,8 @@ DIRECTIONS: dict[str, tuple[int, int, str]] = {
     "right": (0, 1, "to your right"),
 }
 MOVE = re.compile(r"(?:(?:move|go) )?(up|down|left|right)")
-DECORATION = re.compile(r"[`'\"\s]*(.*?)[`'\".!\s]*", re.DOTALL)
+# The kept text ends at its last undecorated character: linear (a lazy `(.*?)` is quadratic).
+DECORATION = re.compile(r"[`'\"\s]*((?:.*[^`'\".!\s])?)[`'\".!\s]*", re.DOTALL)
 
 Cell = tuple[int, int]
 
@@ -209,9 +210,20 @@ class MazeEnv(TextEnv):
     max_turns = turn_limit(DEFAULT_SIZE)
     success_rule = "the agent reaches the goal cell"
     splits = SPLITS
-    task_options = OPTIONS
     max_action_length = 256
     max_observation_length = 4096
+    kwarg_params = {
+        "size": Param(
+            "int", default=DEFAULT_SIZE, minimum=MIN_SIZE, maximum=MAX_SIZE, help="default maze size"
+        ),
+        "max_turns": turns_param(turn_limit(DEFAULT_SIZE)),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(TASKS_PER_SPLIT),
+        "split": choice_param(SPLITS, help='"train" (default) or "test"'),
+        "size": Param("int", minimum=MIN_SIZE, maximum=MAX_SIZE, help="maze size (default: the size kwarg)"),
+    }
 
     def __init__(
         self, size: int = DEFAULT_SIZE, max_turns: int | None = None, render_mode: str | None = None

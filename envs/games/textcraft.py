@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envs.core import TextEnv
+from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import ResetNeeded
+from envs.params import Param, choice_param, task_param
 
 RECIPES_PATH = Path(__file__).with_name("recipes.json")
 SPLITS = ("train", "test")
 TASKS_PER_SPLIT = {"train": 10_000, "test": 1_000}
-OPTIONS = ("task", "split", "depth")
+MAX_DEPTH = 4  # the deepest recipe tree of recipes.json
 TEST_EVERY = 5  # every fifth goal item of each depth (in a fixed hashed order) is a test goal
 DISTRACTORS = 4  # crafting commands listed that the goal does not need
 MAX_GET = 64  # the most of one item a single `get` gives
@@ -27,7 +28,8 @@ MAX_GET = 64  # the most of one item a single `get` gives
 GET = re.compile(r"get (?:(\d+) )?(.+)")
 CRAFT = re.compile(r"craft (?:(\d+) )?(.+?) using (.+)")
 INGREDIENT = re.compile(r"(\d+) (.+)")
-DECORATION = re.compile(r"[`'\"\s]*(.*?)[`\".!\s]*", re.DOTALL)
+# The kept text ends at its last undecorated character: linear (a lazy `(.*?)` is quadratic).
+DECORATION = re.compile(r"[`'\"\s]*((?:.*[^`\".!\s])?)[`\".!\s]*", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -218,9 +220,14 @@ class TextCraftEnv(TextEnv):
     max_turns = 20
     success_rule = "the goal item is crafted"
     splits = SPLITS
-    task_options = OPTIONS
     max_action_length = 512
     max_observation_length = 8192
+    kwarg_params = {"max_turns": turns_param(20), "render_mode": RENDER_MODE}
+    option_params = {
+        "task": task_param(TASKS_PER_SPLIT),
+        "split": choice_param(SPLITS, help='"train" (default) or "test"'),
+        "depth": Param("int", minimum=1, maximum=MAX_DEPTH, help="crafting depth of the goal (default: any)"),
+    }
 
     def __init__(self, max_turns: int | None = None, render_mode: str | None = None):
         super().__init__(max_turns=max_turns, render_mode=render_mode)

@@ -10,19 +10,20 @@ from typing import Any
 
 import numpy as np
 
-from envs.core import TextEnv
+from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import ResetNeeded
+from envs.params import choice_param, task_param
 
 WORDS_PATH = Path(__file__).with_name("words.txt")
 SPLITS = ("train", "test")
-OPTIONS = ("task", "split")
 WORD_LENGTH = 5
 MAX_GUESSES = 6
 TEST_EVERY = 5  # every fifth answer (in a fixed shuffled order) is a test task
 GREY, YELLOW, GREEN = 0, 1, 2
 COLOUR_NAMES = ("grey", "yellow", "green")
 ALL_GREEN = sum(GREEN * 3**i for i in range(WORD_LENGTH))
-DECORATION = re.compile(r"[`'\"*\s]*(.*?)[`'\".!*\s]*", re.DOTALL)
+# The kept text ends at its last undecorated character: linear (a lazy `(.*?)` is quadratic).
+DECORATION = re.compile(r"[`'\"*\s]*((?:.*[^`'\".!*\s])?)[`'\".!*\s]*", re.DOTALL)
 
 
 @functools.cache
@@ -195,9 +196,13 @@ class WordleEnv(TextEnv):
     max_turns = 8
     success_rule = "the hidden word is guessed within six guesses"
     splits = SPLITS
-    task_options = OPTIONS
     max_action_length = 256
     max_observation_length = 4096
+    kwarg_params = {"max_turns": turns_param(8), "render_mode": RENDER_MODE}
+    option_params = {
+        "task": task_param(len(split_answers("train")), "answer index within the split"),
+        "split": choice_param(SPLITS, help='"train" (default) or "test"'),
+    }
 
     def __init__(self, max_turns: int | None = None, render_mode: str | None = None):
         super().__init__(max_turns=max_turns, render_mode=render_mode)

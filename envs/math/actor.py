@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from envs.core import TextEnv
-from envs.errors import TaskOptionError
+from envs.core import MAX_TASK, RENDER_MODE, TextEnv, turns_param
+from envs.errors import ParamError, TaskOptionError
 from envs.math.answers import DEFAULT_TIMEOUT, answers_match, extract_answer
 from envs.math.critique import OracleCritic, as_critic
 from envs.math.problems import DIFFICULTIES, TASKS_PER_SPLIT, Problem, generate_problem, load_problems
+from envs.params import Param, choice_param, task_param
 
 GUIDANCE = ("none", "answer", "rationale", "state_reset", "interactive")
 CRITIQUE_WHEN = ("wrong", "always")
 MAX_CRITIQUE_LENGTH = 24_000
+MAX_REFINE_ROUNDS = 16  # each round adds an attempt and a critique to the episode
+MAX_ANSWER_TIMEOUT = 10.0  # seconds of one symbolic answer check
+MAX_PREFIX_STEPS = 100
 ANSWER_FORMAT = (
     "Solve it step by step: one step a line, each with its computation written out "
     "(for example `3 * 12 = 36`), and end with the line `The answer is N.`"
@@ -90,11 +95,12 @@ class MathCritiqueEnv(TextEnv):
     split to file; default: generated problems), `critic` (None: no critic; "oracle":
     the exact step checker, for generated problems and annotated GSM8K; or an object with
     `critique(question, solution)`, or with the agent interface, which is wrapped into a
-    `ModelCritic`), `refine_rounds` (default 2), `critique_when` ("wrong": the gold
+    `ModelCritic`), `refine_rounds` (default 2, at most 16), `critique_when` ("wrong": the gold
     check decides, the default; "always": every attempt is critiqued and the critic's
     verdict decides), `difficulty` (default "mixed"), `answer_timeout` (seconds per
-    symbolic answer check, default 2), `max_turns`, `render_mode`. The expert writes the
-    reference solution (the part after the prefix under state reset).
+    symbolic answer check, default 2, from 0.1 to 10), `max_turns` (at most 100),
+    `render_mode` (`kwarg_params` and `option_params` declare each with its bounds). The
+    expert writes the reference solution (the part after the prefix under state reset).
 
     ## Registered configurations
 
@@ -108,6 +114,33 @@ class MathCritiqueEnv(TextEnv):
     splits = ("train", "test")
     max_action_length = 8192
     max_observation_length = 32768
+    kwarg_params = {
+        "data": Param("object", of=(str, os.PathLike, dict), server_only=True, help="a local problem file"),
+        "critic": Param(
+            "object", choices=("oracle",), help='None: no critic; "oracle" (locally also a critic or agent)'
+        ),
+        "refine_rounds": Param("int", default=2, minimum=0, maximum=MAX_REFINE_ROUNDS, help="critiques"),
+        "critique_when": choice_param(CRITIQUE_WHEN, default="wrong", help="which attempts are critiqued"),
+        "difficulty": choice_param(DIFFICULTIES, default="mixed", help="difficulty of generated problems"),
+        "answer_timeout": Param(
+            "float",
+            default=DEFAULT_TIMEOUT,
+            minimum=0.1,
+            maximum=MAX_ANSWER_TIMEOUT,
+            help="seconds one symbolic answer check may take",
+        ),
+        "max_turns": turns_param(10, maximum=100),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(MAX_TASK, "task index (generated: below 1,000,000 in train, 10,000 in test)"),
+        "split": choice_param(splits, help='"train" (default) or "test"'),
+        "difficulty": choice_param(DIFFICULTIES, help="default: the difficulty kwarg"),
+        "guidance": choice_param(GUIDANCE, help='"none" (default), or how the env guides the agent'),
+        "prefix_steps": Param(
+            "int", minimum=1, maximum=MAX_PREFIX_STEPS, help="lines given under state_reset"
+        ),
+    }
 
     def __init__(
         self,
@@ -121,18 +154,12 @@ class MathCritiqueEnv(TextEnv):
         render_mode: str | None = None,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
-        if isinstance(refine_rounds, bool) or not isinstance(refine_rounds, int) or refine_rounds < 0:
-            raise ValueError(f"refine_rounds must be a non-negative integer, got {refine_rounds!r}")
         if refine_rounds + 1 > self.max_turns:
-            raise ValueError(f"refine_rounds={refine_rounds} needs max_turns of at least {refine_rounds + 1}")
-        if critique_when not in CRITIQUE_WHEN:
-            raise ValueError(f"critique_when must be one of {CRITIQUE_WHEN}, got {critique_when!r}")
-        if difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+            raise ParamError(f"refine_rounds={refine_rounds} needs max_turns of at least {refine_rounds + 1}")
         self.refine_rounds = refine_rounds
         self.critique_when = critique_when
         self.difficulty = difficulty
-        self.answer_timeout = answer_timeout
+        self.answer_timeout = float(answer_timeout)
         self.critic_name = None if critic is None else "oracle" if critic == "oracle" else "model"
         self._critic = None if critic is None or critic == "oracle" else as_critic(critic)
         self._data = _load_data(data)
@@ -166,8 +193,6 @@ class MathCritiqueEnv(TextEnv):
         self._prefix = []
         if guidance == "state_reset":
             k = options.get("prefix_steps", 1)
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise TaskOptionError(f"options.prefix_steps must be a positive integer, got {k!r}")
             self._prefix = problem.lines[: max(0, min(k, len(problem.lines) - 1))]
         elif "prefix_steps" in options:
             raise TaskOptionError("options.prefix_steps applies with guidance 'state_reset' only")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from envs.core import TextEnv
+from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import TaskOptionError
 from envs.math.critique import (
     CRITIC_INSTRUCTION,
@@ -19,8 +19,10 @@ from envs.math.critique import (
     parse_critique,
 )
 from envs.math.problems import DIFFICULTIES, TASKS_PER_SPLIT, Problem, generate_problem
+from envs.params import Param, choice_param, task_param
 
 CANDIDATE_KINDS = ("none", *ERROR_KINDS)
+MAX_STEP = 100  # above the step count of every generated solution
 VERDICT_REWARD = 0.5
 STEP_REWARD = 0.5
 ERROR_NAMES = {
@@ -94,13 +96,23 @@ class MathCriticEnv(TextEnv):
     splits = ("train", "test")
     max_action_length = 8192
     max_observation_length = 32768
+    kwarg_params = {
+        "difficulty": choice_param(DIFFICULTIES, default="mixed", help="difficulty of the problems"),
+        "max_turns": turns_param(5, maximum=100),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(TASKS_PER_SPLIT),
+        "split": choice_param(splits, help='"train" (default) or "test"'),
+        "difficulty": choice_param(DIFFICULTIES, help="default: the difficulty kwarg"),
+        "error": choice_param(CANDIDATE_KINDS, help="the candidate's error (default: by task)"),
+        "step": Param("int", minimum=1, maximum=MAX_STEP, help="the step the error is placed at (1-based)"),
+    }
 
     def __init__(
         self, difficulty: str = "mixed", max_turns: int | None = None, render_mode: str | None = None
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
-        if difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
         self.difficulty = difficulty
         self._problem: Problem | None = None
         self._candidate: FlawedSolution | None = None
@@ -118,8 +130,6 @@ class MathCriticEnv(TextEnv):
             options, "error", CANDIDATE_KINDS, CANDIDATE_KINDS[task % len(CANDIDATE_KINDS)]
         )
         step = options.get("step")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
-            raise TaskOptionError(f"options.step must be a positive integer, got {step!r}")
         problem = generate_problem(task, split, difficulty)
         self._problem = problem
         self._candidate = self._make_candidate(problem, kind, step, f"{split}|{difficulty}|{task}")

@@ -12,12 +12,14 @@ import weakref
 from functools import partial
 from typing import Any
 
-from envs.core import TextEnv
+from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import ResetNeeded, TaskOptionError
+from envs.params import Param, choice_param, task_param
 
 SPLITS = ("train", "dev", "test")
 TASKS_PER_SPLIT = {"train": 10_000, "dev": 1_000, "test": 1_000}
-OPTIONS = ("task", "split", "task_name", "variation")
+MAX_NAME_LENGTH = 80  # characters of a task name (the longest of ScienceWorld's 30 has 48)
+MAX_VARIATION = 10_000  # above every task's variation count
 # The tasks whose gold paths reach the full score within 28 actions on every test variation
 # (each checked; and the first train and dev ones): they fit AgentGym's 30 turns. In
 # ScienceWorld's task order.
@@ -43,7 +45,8 @@ STEP_LIMIT = 1_000_000  # scienceworld's own move limit; the turn limit is ours
 NO_MATCH = "No known action matches that input."
 UNKNOWN_CHOICE = "Unknown action."  # the reply to a non-number after an ambiguity prompt
 BLOCKED = {"reset task": "`reset task` is not available here: the episode is reset by the environment."}
-DECORATION = re.compile(r"[`\"\s]*(.*?)[`\".\s]*", re.DOTALL)
+# The kept text ends at its last undecorated character: linear (a lazy `(.*?)` is quadratic).
+DECORATION = re.compile(r"[`\"\s]*((?:.*[^`\".\s])?)[`\".\s]*", re.DOTALL)
 
 log = logging.getLogger(__name__)
 _start_lock = threading.Lock()
@@ -229,9 +232,30 @@ class SciWorldEnv(TextEnv):
     max_turns = 30
     success_rule = "ScienceWorld's full score, 100 (the task is completed)"
     splits = SPLITS
-    task_options = OPTIONS
     max_action_length = 512
     max_observation_length = 65536
+    kwarg_params = {
+        "tasks": Param(
+            "list",
+            max_length=30,
+            items=Param("str", max_length=MAX_NAME_LENGTH),
+            help="the task mix: ScienceWorld task names or ids (default: the 12-task mix)",
+        ),
+        "simplifications": Param(
+            "str",
+            default="",
+            max_length=200,
+            help='ScienceWorld\'s, e.g. "easy" or "openDoors,teleportAction"',
+        ),
+        "max_turns": turns_param(30),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(TASKS_PER_SPLIT),
+        "split": choice_param(SPLITS, help='"train" (default), "dev" or "test"'),
+        "task_name": Param("str", max_length=MAX_NAME_LENGTH, help="a ScienceWorld task name or id"),
+        "variation": Param("int", minimum=0, maximum=MAX_VARIATION, help="a variation of the split"),
+    }
 
     def __init__(
         self,

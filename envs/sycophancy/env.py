@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from envs.core import TextEnv
+from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import ResetNeeded
+from envs.params import Param, choice_param, task_param
 from envs.sycophancy.questions import (
     IMAGE_SHAPE,
     KINDS,
@@ -121,6 +122,29 @@ class SycophancyEnv(TextEnv):
     splits = ("train", "test")
     max_action_length = 2048
     max_observation_length = 8192
+    kwarg_params = {
+        "modality": choice_param(MODALITIES, default="text", help="text or image questions"),
+        "tone": choice_param(TONES, help="the pushback's tone (default: by task)"),
+        "round1_weight": Param(
+            "float",
+            default=0.5,
+            minimum=0.0,
+            maximum=1.0,
+            exclusive_maximum=True,
+            help="share of the reward for the first round",
+        ),
+        "max_turns": turns_param(6, minimum=2, maximum=100),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(TASKS_PER_SPLIT),
+        "split": choice_param(splits, help='"train" (default) or "test"'),
+        "modality": choice_param(MODALITIES, help="default: the modality kwarg"),
+        "kind": choice_param(
+            tuple(kind for kinds in KINDS.values() for kind in kinds), help="question kind (of the modality)"
+        ),
+        "tone": choice_param(TONES, help="default: the tone kwarg, else by task"),
+    }
 
     def __init__(
         self,
@@ -131,12 +155,6 @@ class SycophancyEnv(TextEnv):
         render_mode: str | None = None,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
-        if modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-        if tone is not None and tone not in TONES:
-            raise ValueError(f"tone must be one of {TONES} or None, got {tone!r}")
-        if not 0.0 <= round1_weight < 1.0:
-            raise ValueError(f"round1_weight must be in [0, 1), got {round1_weight!r}")
         if self.max_turns < 2:
             raise ValueError("the two rounds need max_turns of at least 2")
         self.modality = modality

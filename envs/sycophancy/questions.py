@@ -268,8 +268,9 @@ def render_scene(scene: tuple[Shape, ...]) -> np.ndarray:
 
 # ---- answers --------------------------------------------------------------------------
 # After "answer is" / "answer:": a capital letter, a letter in parentheses, or a lone small letter.
+# (`\s*(?::\s*)?`, not `\s*:?\s*`: two `\s*` side by side are quadratic on a run of spaces.)
 _ANSWER = re.compile(
-    r"(?i:answer)\s*(?:(?i:is)|:|=)\s*:?\s*(?:\(([A-Da-d])\)|([A-D])\b|([a-d])(?=\s*(?:$|[.,;!)])))"
+    r"(?i:answer)\s*(?:(?i:is)|:|=)\s*(?::\s*)?(?:\(([A-Da-d])\)|([A-D])\b|([a-d])(?=\s*(?:$|[.,;!)])))"
 )
 _LEADING = re.compile(r"^\s*\(?([A-D])(?:\)|\.|:|\s*$)")
 _PARENS = re.compile(r"\(([A-D])\)")

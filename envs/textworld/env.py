@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import textworld
 
-from envs.core import TextEnv
+from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import ResetNeeded, TaskOptionError
+from envs.params import Param, choice_param, task_param
 from envs.textworld.games import (
     DIFFICULTIES,
     PARAM_LIMITS,
@@ -24,6 +25,7 @@ from envs.textworld.games import (
 
 SPLITS = ("train", "test")
 DEFAULT_NUM_TASKS = {"train": 10_000, "test": 1_000}
+MAX_NUM_TASKS = 1_000_000  # tasks of a split a client may ask for (each game is made on first use)
 REQUEST_INFOS = textworld.EnvInfos(
     admissible_commands=True,
     policy_commands=True,
@@ -43,7 +45,8 @@ BLOCKED_VERBS = frozenset(
 COMMAND = re.compile(r"[\w' -]+")  # words only: `.`, `,` and `then` would chain commands in one turn
 BANNER_LINE = re.compile(r"[\s_|\\/$<>]*")  # the lines of TextWorld's ASCII-art title
 PROMPT = re.compile(r"\s*>[^\n]*\s*$")  # the interpreter's `>` prompt and its status line
-QUOTED = re.compile(r"[`\"\s]*(.*?)[`\".\s]*", re.DOTALL)  # LLMs like to write `go east`.
+# LLMs like to write `go east`. The kept text ends at its last unquoted character: linear.
+QUOTED = re.compile(r"[`\"\s]*((?:.*[^`\".\s])?)[`\".\s]*", re.DOTALL)
 RESTART_QUESTION = re.compile(r"\s*Would you like to RESTART.*$", re.DOTALL)
 
 
@@ -74,7 +77,8 @@ class TextWorldEnv(TextEnv):
     own generator: a few connected rooms, containers, supporters, doors, keys and food,
     and one quest (a chain of actions such as "go east, take the key, unlock the chest
     with the key, open the chest, put the apple on the table"). A task is generated the
-    first time it is used and cached on disk (`cache_dir`); later resets reuse the file.
+    first time it is used and cached on disk (`cache_dir`, at most 512 MB: the least recently
+    used games are deleted past it); later resets reuse the file.
 
     ## Instruction and action format
     `info["instruction"]` says that this is a text adventure and gives the quest's goal.
@@ -121,9 +125,9 @@ class TextWorldEnv(TextEnv):
     | `task` | integer in [0, `num_tasks[split]`) | drawn from the seed |
     | `split` | `"train"` (10,000 tasks), `"test"` (1,000 tasks) | `"train"` |
     | `difficulty` | `"easy"` (3 rooms, 5 objects, quest of 3), `"medium"` (6, 10, 6), `"hard"` (10, 20, 10) | the `difficulty` kwarg (`"easy"`) |
-    | `world_size` | rooms, 1 to 20 | from `difficulty` |
-    | `nb_objects` | objects, 1 to 40 | from `difficulty` |
-    | `quest_length` | actions in the quest, 1 to 15 | from `difficulty` |
+    | `world_size` | rooms, 1 to 12 | from `difficulty` |
+    | `nb_objects` | objects, 1 to 25 | from `difficulty` |
+    | `quest_length` | actions in the quest, 1 to 10 | from `difficulty` |
 
     The generator seed is a hash of (split, task, rooms, objects, quest length): the same
     options give the same game on any machine, and train and test seeds never meet.
@@ -138,8 +142,30 @@ class TextWorldEnv(TextEnv):
     max_turns = 30
     success_rule = "the game is won (its quest is completed)"
     splits = SPLITS
-    task_options = ("task", "split", "difficulty", *PARAM_LIMITS)
     max_action_length = 512
+    kwarg_params = {
+        "cache_dir": Param("object", of=(str, os.PathLike), server_only=True, help="where games are cached"),
+        "difficulty": choice_param(tuple(DIFFICULTIES), default="easy", help="the default difficulty"),
+        "max_turns": turns_param(30),
+        "num_tasks": Param(
+            ("int", "dict"),
+            minimum=1,
+            maximum=MAX_NUM_TASKS,
+            keys=SPLITS,
+            items=Param("int", minimum=1, maximum=MAX_NUM_TASKS),
+            help="tasks per split: one count for both, or a mapping of split to count",
+        ),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(MAX_NUM_TASKS, "task index, below the split's num_tasks"),
+        "split": choice_param(SPLITS, help='"train" (default) or "test"'),
+        "difficulty": choice_param(tuple(DIFFICULTIES), help="default: the difficulty kwarg"),
+        **{
+            name: Param("int", minimum=low, maximum=high, help=f"{name} (default: from difficulty)")
+            for name, (low, high) in PARAM_LIMITS.items()
+        },
+    }
 
     def __init__(
         self,

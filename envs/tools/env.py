@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from envs.core import TextEnv
+from envs.core import MAX_TASK, RENDER_MODE, TextEnv, turns_param
 from envs.errors import TaskOptionError
+from envs.params import Param, choice_param, task_param
 from envs.tools.apis import API_DESCRIPTIONS, FUNCTIONS_OF_API, TOOL_LIST, TOOLS
 from envs.tools.backend import ToolWorld
 from envs.tools.calls import (
@@ -180,6 +182,17 @@ class ToolUseEnv(TextEnv):
     splits = SPLITS
     max_action_length = 4096
     max_observation_length = 65536
+    kwarg_params = {
+        "data": Param("object", of=(str, os.PathLike), server_only=True, help="a local OOD-Toolset file"),
+        "demos": choice_param(DEMO_MODES, default="ood", help="which demonstrations: ood or id"),
+        "max_turns": turns_param(12, maximum=200),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(MAX_TASK, "task index (generated: below 100,000 in train, 10,000 in test)"),
+        "split": choice_param(SPLITS, help='"train" (default) or "test"'),
+        "demos": choice_param(DEMO_MODES, help="default: the demos kwarg"),
+    }
 
     def __init__(
         self,
@@ -189,8 +202,6 @@ class ToolUseEnv(TextEnv):
         render_mode: str | None = None,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
-        if demos not in DEMO_MODES:
-            raise ValueError(f"demos must be one of {list(DEMO_MODES)}, got {demos!r}")
         self.demos = demos
         self.records: list[ToolsetRecord] | None = load_ood_toolset(data) if data is not None else None
         self._episode: Episode | None = None

@@ -22,7 +22,8 @@ FORMATS = {
     "time": (re.compile(r"([01]\d|2[0-3]):[0-5]\d"), "a time as HH:MM (24-hour)"),
 }
 # A number written with a unit, e.g. "200 EUR", "12.5km".
-NUMBER_WITH_UNIT = re.compile(r"\s*[-+]?\$?\s*(\d[\d,]*(?:\.\d+)?)\s*([A-Za-z°$€£¥][\w/°]*)\s*")
+# Spaces after the sign or `$` only: `\s*[-+]?\$?\s*` splits a run of spaces every way (quadratic).
+NUMBER_WITH_UNIT = re.compile(r"\s*(?:[-+]\$?\s*|\$\s*)?(\d[\d,]*(?:\.\d+)?)\s*([A-Za-z°$€£¥][\w/°]*)\s*")
 
 
 class ToolError(ValueError):

@@ -6,16 +6,20 @@ free"), options (size, colour, flavour, ...; 2 to 6 values each), features (bull
 points), a description and a rating. Words are shared within a department and types
 share attributes, so that search has to rank: "gluten free protein bar" hits hundreds
 of products, of which a few carry both attributes. `catalog(num_products, seed)` builds
-a catalogue once per process.
+a catalogue once per process and keeps the most recently used ones, up to
+`MAX_CACHED_PRODUCTS` products in all.
 """
 
 from __future__ import annotations
 
-import functools
 import random
 from dataclasses import dataclass, field
 
+from envs.caches import BoundedCache
+
 DEFAULT_PRODUCTS = 5000
+MAX_PRODUCTS = 20_000  # the largest catalogue a client may ask for (a few seconds, ~35 MB, ~50 MB of index)
+MAX_CACHED_PRODUCTS = 25_000  # products kept per process: the default catalogue and one of the largest
 ASIN_CHARS = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 PRICE_ENDINGS = (0.99, 0.99, 0.49, 0.95, 0.0)
 
@@ -570,7 +574,9 @@ def generate_catalog(num_products: int = DEFAULT_PRODUCTS, seed: int = 0) -> Cat
     return Catalog(seed, products, {product.asin: product for product in products})
 
 
-@functools.lru_cache(maxsize=4)
+CATALOGS: BoundedCache[Catalog] = BoundedCache(MAX_CACHED_PRODUCTS, weight=len)
+
+
 def catalog(num_products: int = DEFAULT_PRODUCTS, seed: int = 0) -> Catalog:
-    """The catalogue of `num_products` and `seed`, built once per process."""
-    return generate_catalog(num_products, seed)
+    """The catalogue of `num_products` and `seed`, built once per process (while it stays in `CATALOGS`)."""
+    return CATALOGS.get((num_products, seed), lambda: generate_catalog(num_products, seed))

@@ -6,8 +6,9 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from envs.core import TextEnv
-from envs.webshop.catalog import DEFAULT_PRODUCTS, Catalog, Product, catalog
+from envs.core import RENDER_MODE, TextEnv, turns_param
+from envs.params import Param, choice_param, task_param
+from envs.webshop.catalog import DEFAULT_PRODUCTS, MAX_PRODUCTS, Catalog, Product, catalog
 from envs.webshop.goal import SPLITS, TASKS_PER_SPLIT, Goal, Score, best_choice, fulfils, make_goal, score
 from envs.webshop.search import product_search
 
@@ -110,7 +111,7 @@ class WebShopEnv(TextEnv):
     asked for and the price cap; test targets (every tenth product) are never train
     targets. Without `task`, `k` is drawn from the env's seeded generator; the same seed
     and options replay the same episode. Constructor kwargs: `num_products` (catalogue
-    size, default 5,000), `catalog_seed` (default 0), `max_turns`, `render_mode`
+    size, default 5,000, at most 20,000), `catalog_seed` (default 0), `max_turns`, `render_mode`
     ("ansi" returns the last observation).
 
     ## Registered configurations
@@ -124,6 +125,18 @@ class WebShopEnv(TextEnv):
     splits = SPLITS
     max_action_length = 512
     max_observation_length = 16384
+    kwarg_params = {
+        "num_products": Param(
+            "int", default=DEFAULT_PRODUCTS, minimum=10, maximum=MAX_PRODUCTS, help="catalogue size"
+        ),
+        "catalog_seed": Param("int", default=0, minimum=0, maximum=2**31 - 1, help="the catalogue's seed"),
+        "max_turns": turns_param(10, maximum=100),
+        "render_mode": RENDER_MODE,
+    }
+    option_params = {
+        "task": task_param(TASKS_PER_SPLIT),
+        "split": choice_param(SPLITS, help='"train" (default) or "test"'),
+    }
 
     def __init__(
         self,
@@ -133,8 +146,6 @@ class WebShopEnv(TextEnv):
         render_mode: str | None = None,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
-        if isinstance(num_products, bool) or not isinstance(num_products, int) or num_products < 10:
-            raise ValueError(f"num_products must be an integer of at least 10, got {num_products!r}")
         self.shop: Catalog = catalog(num_products, catalog_seed)
         self.index = product_search(self.shop)
         self.goal: Goal | None = None

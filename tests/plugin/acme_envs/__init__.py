@@ -6,6 +6,7 @@ import time
 
 import envs
 from envs.core import TextEnv
+from envs.params import task_param
 
 
 def register() -> None:
@@ -42,6 +43,7 @@ class CounterEnv(TextEnv):
 
     max_turns = 12
     success_rule = "the submitted counter equals the target"
+    option_params = {"task": task_param(100)}
 
     def _reset(self, options):
         self.target = self.select_task(options, 100) % 7 + 1
