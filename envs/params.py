@@ -148,7 +148,7 @@ def check_params(
         param = params[key]
         label = f"{prefix}{'options.' if what == 'option' else ''}{key}"
         if from_client and param.server_only:
-            raise error(f"{label} is set by the server only, not by a client")
+            raise error(f"{label} is set by the server only (evol serve --env-kwargs), not by a client")
         checked[key] = _check(param, value, label, from_client, error)
     return checked
 

@@ -194,6 +194,8 @@ def _engine(args: argparse.Namespace, env_kwargs: dict[str, dict] | None = None)
         env_kwargs=env_kwargs if env_kwargs is not None else _env_kwargs(args.env_kwargs, args.env),
         history_turns=args.history_turns,
         instruction_in_context=not args.no_instruction,
+        retries=args.retries,
+        backoff=args.backoff,
     )
 
 
@@ -201,6 +203,13 @@ def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
     return value
 
 
@@ -214,6 +223,43 @@ def _check_env_ids(env_ids: list[str]) -> bool:
     return True
 
 
+def _run_engine(engine, specs: list, writer) -> list:
+    try:
+        return engine.run(specs, writer)
+    finally:
+        engine.close()
+
+
+def _report_faults(engine, specs: list, writer, finished: list) -> int:
+    """Print what went wrong in a run; 1 when some episodes could not be completed, else 0."""
+    stats = engine.stats
+    if stats.restarts:
+        print(f"evol: {stats.restarts} episode restarts after infrastructure faults")
+    incomplete = [spec for spec in specs if spec.key not in writer.done]
+    if not incomplete:
+        return 0
+    print(
+        f"evol: {len(incomplete)} of {len(specs)} episodes could not be completed "
+        f"(failed attempts this run: {stats.fault_summary()}); they are in {writer.path} as failed "
+        "attempts, and rerunning this command retries them",
+        file=sys.stderr,
+    )
+    seen = set()
+    for trajectory in finished:
+        if trajectory.fault and trajectory.fault not in seen:
+            seen.add(trajectory.fault)
+            print(f"evol: e.g. {trajectory.fault} fault: {trajectory.error}", file=sys.stderr)
+    return 1
+
+
+def _resume_note(specs: list, writer) -> None:
+    done = sum(spec.key in writer.done for spec in specs)
+    failed = sum(spec.key in writer.failed for spec in specs)
+    if done or failed:
+        retried = f"; {failed} failed attempts are run again" if failed else ""
+        print(f"evol: resuming; {done} of {len(specs)} episodes are already in {writer.path}{retried}")
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     from evol.rollout import task_specs
     from evol.trajectory import TrajectoryWriter
@@ -223,19 +269,15 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     specs = task_specs(args.env, args.episodes, split=args.split, samples=args.samples, start=args.start)
     engine = _engine(args)
     with TrajectoryWriter(args.out) as writer:
-        skipped = sum(spec.key in writer.done for spec in specs)
-        if skipped:
-            print(f"evol: resuming; {skipped} of {len(specs)} episodes are already in {args.out}")
-        try:
-            engine.run(specs, writer)
-        finally:
-            engine.close()
-    stats = engine.stats
-    print(
-        f"evol: {stats.episodes} episodes, success {stats.success_rate:.1%}, {stats.steps} steps, "
-        f"{stats.errors} errors, {stats.wall_s:.1f}s (agent {stats.agent_s:.1f}s, env {stats.env_s:.1f}s) -> {args.out}"
-    )
-    return 0
+        _resume_note(specs, writer)
+        finished = _run_engine(engine, specs, writer)
+        stats = engine.stats
+        print(
+            f"evol: {stats.episodes} episodes, success {stats.success_rate:.1%}, {stats.steps} steps, "
+            f"faults: {stats.fault_summary()}, {stats.wall_s:.1f}s "
+            f"(agent {stats.agent_s:.1f}s, env {stats.env_s:.1f}s) -> {args.out}"
+        )
+        return _report_faults(engine, specs, writer, finished)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -243,7 +285,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from evol.evaluate import markdown_table, write_report
     from evol.rollout import task_specs
-    from evol.trajectory import TrajectoryWriter, read_trajectories
+    from evol.trajectory import TrajectoryWriter, final_attempts, read_trajectories
 
     if not _check_env_ids(args.env):
         return 2
@@ -269,13 +311,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     keys = {spec.key for spec in specs}
     engine = _engine(args, env_kwargs)
     with TrajectoryWriter(out / "trajectories.jsonl") as writer:
-        try:
-            engine.run(specs, writer)
-        finally:
-            engine.close()
-    trajectories = [t for t in read_trajectories(out / "trajectories.jsonl") if t.key in keys]
+        _resume_note(specs, writer)
+        finished = _run_engine(engine, specs, writer)
+        status = _report_faults(engine, specs, writer, finished)
+    trajectories = final_attempts(t for t in read_trajectories(out / "trajectories.jsonl") if t.key in keys)
     summary = write_report(trajectories, out, args.agent)
     print(markdown_table(summary, title=f"Evaluation of {args.agent}"))
+    print(f"evol: faults this run: {engine.stats.fault_summary()}")
     if math_envs:
         from evol.test_time import scaling_report
 
@@ -295,7 +337,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rates = {k: report[k] for k in ("acc_r1", "sycophancy_rate", "correction_rate")}
         print(f"MM-SY rates: {json.dumps(rates)} (details in {out / 'mmsy.json'})")
     print(f"evol: wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'success.png'}")
-    return 0
+    return status
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -382,6 +424,22 @@ def _add_agent_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--env-kwargs", default=None, metavar="JSON", help='per-env kwargs: \'{"ENV_ID": {"kwarg": value}}\''
+    )
+    p.add_argument(
+        "--retries",
+        type=_non_negative,
+        default=5,
+        help="infrastructure faults (a server unreachable, at capacity or busy, a session lost) are "
+        "retried this many times per episode, each time in a fresh session (default 5); an episode "
+        "that still fails is written as a failed attempt, which a rerun runs again",
+    )
+    p.add_argument(
+        "--backoff",
+        type=_non_negative_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="wait before the first retry, doubling each time, at most 30 s, never under the "
+        "server's Retry-After (default 1)",
     )
     p.add_argument(
         "--prefix-cache",
@@ -476,7 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_play)
 
-    p = sub.add_parser("rollout", help="collect trajectories (JSONL; reruns resume)")
+    p = sub.add_parser(
+        "rollout",
+        help="collect trajectories (JSONL; reruns resume)",
+        description="Collect trajectories. Exits 1 when some episodes could not be completed "
+        "(they are written as failed attempts; rerunning the command retries them).",
+    )
     p.add_argument("--env", nargs="+", required=True, metavar="ID", help="env ids")
     p.add_argument("--episodes", type=int, required=True, help="tasks per env")
     p.add_argument("--out", required=True, help="trajectory JSONL file")
@@ -486,7 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agent_flags(p)
     p.set_defaults(func=cmd_rollout)
 
-    p = sub.add_parser("eval", help="evaluate an agent on a fixed test task set; write results.json/.md/.png")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate an agent on a fixed test task set; write results.json/.md/.png",
+        description="Evaluate an agent on a fixed test task set. Exits 1 when some episodes could not "
+        "be completed (the report covers the others; rerunning the command retries them).",
+    )
     p.add_argument("--env", nargs="+", required=True, metavar="ID", help="env ids")
     p.add_argument("--episodes", type=int, required=True, help="test tasks per env")
     p.add_argument("--out", required=True, help="output directory")

@@ -1,14 +1,23 @@
 """The rollout engine: many episodes in flight, one batched agent call per turn.
 
 Each turn the engine gathers every live episode that waits for an action, asks the agent
-for all of them at once, steps their envs concurrently (through `POST /step` for served
-envs), records what happened, and starts the next task in any slot whose episode just
-ended. A failure of one env or one agent reply ends that episode with its `error` set;
-the run goes on.
+for all of them at once, steps their envs concurrently, records what happened, and starts the next task in any slot whose
+episode just ended. Served envs are stepped, and their next episodes reset, in one
+`POST /step` per server.
+
+Faults end one episode, never the run, and are of three kinds (`Trajectory.fault`):
+`"infra"` (a server unreachable, at capacity, busy, or the session lost): the episode is
+restarted from its reset in a fresh session, up to `retries` times with exponential
+backoff that honours the server's Retry-After, then written as a failed attempt;
+`"env"` (the env raised, or refused the task); `"agent"` (the agent failed, or its action
+was over the env's length limit). A failed attempt is not a finished episode: resuming
+runs it again.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
 import traceback
 from collections import deque
@@ -21,8 +30,9 @@ from tqdm import tqdm
 
 import envs
 from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, sees_instruction, window
+from evol.env_pool import EnvPool
 from evol.trajectory import Trajectory, TrajectoryWriter, episode_key
-from server.client import RemoteEnv, batch_step
+from server.client import RemoteEnv, RemoteEnvError, Reset, RetryPolicy, ServerBusy, batch_reset, batch_step
 from server.wire import encode_image
 
 
@@ -68,39 +78,22 @@ def user_content(observation: Any) -> Any:
     return observation
 
 
-class EnvPool:
-    """Envs for the engine's slots: local, or `RemoteEnv`s spread over server URLs; reused."""
+FAULTS = ("infra", "env", "agent")
 
-    def __init__(
-        self, urls: list[str] | None = None, token: str | None = None, env_kwargs: dict | None = None
-    ):
-        self.urls = urls or None
-        self.token = token
-        self.env_kwargs = env_kwargs or {}
-        self.idle: dict[str, list[Any]] = {}
 
-    def take(self, env_id: str) -> Any:
-        if self.idle.get(env_id):
-            return self.idle[env_id].pop()
-        kwargs = self.env_kwargs.get(env_id, {})
-        if self.urls:
-            return RemoteEnv(env_id, url=self.urls, token=self.token, env_kwargs=kwargs)
-        return envs.make(env_id, **kwargs)
+def fault_of(error: BaseException, phase: str) -> str:
+    """The kind of fault `error` is, raised while an episode was in `phase` ("start", "agent", "step")."""
+    if isinstance(error, RemoteEnvError):
+        if error.infra:
+            return "infra"
+        if phase == "step" and error.status == 413:
+            return "agent"  # the action was over the env's length limit
+        return "env"
+    return "agent" if phase == "agent" else "env"
 
-    def give_back(self, env_id: str, env: Any) -> None:
-        self.idle.setdefault(env_id, []).append(env)
 
-    def discard(self, env: Any) -> None:
-        try:
-            env.close()
-        except Exception:
-            pass
-
-    def close(self) -> None:
-        for pool in self.idle.values():
-            for env in pool:
-                self.discard(env)
-        self.idle.clear()
+def describe(error: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
 
 
 @dataclass
@@ -115,17 +108,31 @@ class LiveEpisode:
 
 @dataclass
 class RolloutStats:
+    """What a run did. `episodes` counts written trajectories, failed attempts included;
+    `faults` counts the failed attempts by kind; `restarts` the episodes started again after
+    an infrastructure fault."""
+
     episodes: int = 0
     successes: int = 0
     steps: int = 0
-    errors: int = 0
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))
+    restarts: int = 0
     agent_s: float = 0.0
     env_s: float = 0.0
     wall_s: float = 0.0
 
     @property
+    def errors(self) -> int:
+        """Episodes that could not be completed (failed attempts of every kind)."""
+        return sum(self.faults.values())
+
+    @property
     def success_rate(self) -> float:
         return self.successes / self.episodes if self.episodes else 0.0
+
+    def fault_summary(self) -> str:
+        """`"2 infra, 1 env, 0 agent"`."""
+        return ", ".join(f"{self.faults[kind]} {kind}" for kind in FAULTS)
 
 
 class RolloutEngine:
@@ -135,7 +142,9 @@ class RolloutEngine:
     tokens an agent may generate in one episode; `history_turns` bounds what the agent
     sees of the conversation (`agents.base.window`, with or without the instruction;
     the trajectory keeps all of it). Finished trajectories go to `writer`
-    (and are returned); specs whose key the writer already holds are skipped.
+    (and are returned); specs whose key the writer holds as done are skipped.
+    Infrastructure faults are retried `retries` times per episode, the k-th after about
+    `backoff * 2**k` seconds (or the server's Retry-After, if longer).
     """
 
     def __init__(
@@ -153,14 +162,19 @@ class RolloutEngine:
         step_threads: int = 8,
         history_turns: int | None = None,
         instruction_in_context: bool | Collection[str] = True,
+        retries: int = 5,
+        backoff: float = 1.0,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if retries < 0 or backoff < 0:
+            raise ValueError("retries and backoff must be >= 0")
         self.agent = agent
         self.agent_name = agent_name or getattr(agent, "name", "agent")
         self.concurrency = concurrency
         self.sampling = sampling or SamplingParams()
-        self.pool = EnvPool(urls, token, env_kwargs)
+        self.retry = RetryPolicy(retries=retries, backoff=backoff)
+        self.pool = EnvPool(urls, token, env_kwargs, self.retry)
         self.max_turns = max_turns
         self.max_tokens = max_tokens
         self.progress = progress
@@ -168,18 +182,38 @@ class RolloutEngine:
         self.instruction_in_context = instruction_in_context
         self.executor = ThreadPoolExecutor(max_workers=step_threads, thread_name_prefix="rollout")
         self.stats = RolloutStats()
+        self.slots = concurrency  # lowered when a server is at capacity with this engine's sessions
 
     # ---- the loop ---------------------------------------------------------------------
     def run(self, specs: Iterable[EpisodeSpec], writer: TrajectoryWriter | None = None) -> list[Trajectory]:
         done_keys = writer.done if writer else set()
         pending = deque(spec for spec in specs if spec.key not in done_keys)
+        waiting: list[tuple[float, int, EpisodeSpec]] = []  # episodes to restart: (when, order, spec)
+        order = itertools.count()
+        infra_faults: dict[str, int] = {}
         finished: list[Trajectory] = []
         live: list[LiveEpisode] = []
         bar = tqdm(total=len(pending), desc="rollout", unit="ep", disable=not self.progress, mininterval=0.5)
         started = time.perf_counter()
 
-        def finish(episode: LiveEpisode, error: str | None = None, truncated: bool = False) -> None:
+        def finish(
+            episode: LiveEpisode,
+            fault: str | None = None,
+            error: str | None = None,
+            truncated: bool = False,
+            retry_after: float | None = None,
+        ) -> None:
             trajectory = episode.trajectory
+            if fault == "infra":
+                faults = infra_faults[episode.spec.key] = infra_faults.get(episode.spec.key, 0) + 1
+                if faults <= self.retry.retries:
+                    self.stats.restarts += 1
+                    self._discard(episode.env)
+                    when = time.monotonic() + self.retry.wait(faults - 1, retry_after)
+                    heapq.heappush(waiting, (when, next(order), episode.spec))
+                    return
+                error = f"{error} (gave up after {faults} attempts)"
+            trajectory.fault = fault
             trajectory.error = error
             trajectory.truncated = trajectory.truncated or truncated
             trajectory.reward = float(sum(trajectory.rewards))
@@ -189,41 +223,48 @@ class RolloutEngine:
             finished.append(trajectory)
             self.stats.episodes += 1
             self.stats.successes += int(trajectory.success)
-            self.stats.errors += int(error is not None)
+            if fault is not None:
+                self.stats.faults[fault] += 1
             bar.update(1)
             elapsed = time.perf_counter() - started
             bar.set_postfix(
                 success=f"{self.stats.success_rate:.0%}",
                 steps_s=f"{self.stats.steps / max(elapsed, 1e-9):.0f}",
+                faults=self.stats.errors,
                 refresh=False,
             )
-            if error is None:
+            if fault is None:
                 self.pool.give_back(episode.spec.env, episode.env)
             else:
-                self.pool.discard(episode.env)
+                self._discard(episode.env)
 
         try:
-            while pending or live:
-                # Fill free slots with new episodes (resets run concurrently).
+            while pending or live or waiting:
+                while waiting and waiting[0][0] <= time.monotonic():
+                    pending.appendleft(heapq.heappop(waiting)[2])
+                # Fill free slots with new episodes (served envs' resets go in one request per server).
                 starting = []
-                while pending and len(live) + len(starting) < self.concurrency:
+                while pending and len(live) + len(starting) < min(self.concurrency, self.slots):
                     starting.append(pending.popleft())
-                live.extend(
-                    e
-                    for e in self.executor.map(self._start, starting)
-                    if e is not None and self._alive(e, finish)
-                )
+                if starting:
+                    live.extend(self._start(starting, finish, pending, running=len(live)))
                 if not live:
+                    if waiting and not pending:
+                        time.sleep(max(0.0, waiting[0][0] - time.monotonic()))
                     continue
                 # One batched agent call for every live episode.
                 outputs = self._act(live)
                 # Step every env whose agent replied.
-                to_step = [
-                    (episode, output) for episode, output in zip(live, outputs) if not isinstance(output, str)
-                ]
+                to_step = []
                 for episode, output in zip(live, outputs):
-                    if isinstance(output, str):
-                        finish(episode, error=f"agent failed: {output}")
+                    if isinstance(output, BaseException):
+                        kind = fault_of(output, "agent")
+                        where = "agent failed" if kind == "agent" else "env failed while the agent read it"
+                        finish(
+                            episode, kind, f"{where}: {describe(output)}", retry_after=_retry_after(output)
+                        )
+                    else:
+                        to_step.append((episode, output))
                 results = self._step_all(to_step)
                 still_live = []
                 for (episode, output), result in zip(to_step, results):
@@ -235,14 +276,90 @@ class RolloutEngine:
             bar.close()
         return finished
 
-    def _alive(self, episode: LiveEpisode, finish: Callable) -> bool:
-        if episode.trajectory.error is not None:
-            finish(episode, error=episode.trajectory.error)
-            return False
-        return True
+    def _discard(self, env: Any) -> None:
+        """Close an env off the loop's thread (a server that stopped answering must not stall the run)."""
+        if env is not None:
+            self.pool.forget(env)
+            self.executor.submit(self.pool.close_env, env)
 
-    def _start(self, spec: EpisodeSpec) -> LiveEpisode | None:
-        trajectory = Trajectory(
+    def _take(self, spec: EpisodeSpec) -> Any:
+        try:
+            return self.pool.take(spec.env)
+        except Exception as error:
+            return error
+
+    def _start(
+        self, specs: list[EpisodeSpec], finish: Callable, pending: deque, running: int
+    ) -> list[LiveEpisode]:
+        """Take an env for each spec and reset it; returns the episodes that started.
+
+        A server at capacity while this engine has `running` episodes (or others starting)
+        lowers `slots` to those: the spec waits for one of them to end, no attempt counted."""
+        episodes = [LiveEpisode(spec, None, self._trajectory(spec)) for spec in specs]
+        taken = list(self.executor.map(self._take, specs)) if len(specs) > 1 else [self._take(specs[0])]
+        remote, local = [], []
+        for episode, env in zip(episodes, taken):
+            if not isinstance(env, BaseException):
+                episode.env = env
+                (remote if isinstance(env, RemoteEnv) else local).append(episode)
+            elif isinstance(env, ServerBusy) and env.type == "at_capacity":
+                for idle in self.pool.release_idle(keep=episode.spec.env):
+                    self.executor.submit(self.pool.close_env, idle)  # free the server for this env id
+                in_use = running + sum(not isinstance(other, BaseException) for other in taken)
+                if in_use:
+                    self.slots = in_use
+                    pending.appendleft(episode.spec)
+                else:
+                    finish(episode, "infra", f"reset failed: {describe(env)}", retry_after=env.retry_after)
+            else:
+                finish(
+                    episode,
+                    fault_of(env, "start"),
+                    f"reset failed: {describe(env)}",
+                    retry_after=_retry_after(env),
+                )
+        started = []
+        for episode, result in zip(remote + local, self._reset_all(remote, local)):
+            if isinstance(result, BaseException):
+                kind = fault_of(result, "start")
+                finish(episode, kind, f"reset failed: {describe(result)}", retry_after=_retry_after(result))
+                continue
+            observation, info = result
+            episode.trajectory.messages = [
+                {"role": "system", "content": info["instruction"]},
+                {"role": "user", "content": user_content(observation)},
+            ]
+            episode.info = info
+            env_max = getattr(episode.env, "max_turns", None) or info.get("max_turns") or 10**9
+            episode.max_turns = min(env_max, self.max_turns or env_max)
+            episode.started = time.perf_counter()
+            started.append(episode)
+        return started
+
+    def _reset_all(self, remote: list[LiveEpisode], local: list[LiveEpisode]) -> list[Any]:
+        """`(observation, info)` or the exception, for `remote + local`: served envs in one
+        request per server, local ones in threads."""
+        answers: list[Any] = []
+        if remote:
+            try:
+                answers = batch_reset(
+                    [e.env for e in remote], [Reset(e.spec.seed, e.spec.options) for e in remote]
+                )
+            except Exception as error:
+                answers = [error] * len(remote)
+
+        def reset_one(episode: LiveEpisode) -> Any:
+            try:
+                return episode.env.reset(seed=episode.spec.seed, options=episode.spec.options)
+            except Exception as error:
+                return error
+
+        return answers + list(
+            self.executor.map(reset_one, local) if len(local) > 1 else map(reset_one, local)
+        )
+
+    def _trajectory(self, spec: EpisodeSpec) -> Trajectory:
+        return Trajectory(
             env=spec.env,
             task={"seed": spec.seed, "options": spec.options},
             agent=self.agent_name,
@@ -250,25 +367,9 @@ class RolloutEngine:
             key=spec.key,
             timing={"agent_s": 0.0, "env_s": 0.0},
         )
-        env = None
-        try:
-            env = self.pool.take(spec.env)
-            observation, info = env.reset(seed=spec.seed, options=spec.options)
-        except Exception as error:
-            episode = LiveEpisode(spec, env, trajectory)
-            trajectory.error = f"reset failed: {type(error).__name__}: {error}"
-            return episode
-        trajectory.messages = [
-            {"role": "system", "content": info["instruction"]},
-            {"role": "user", "content": user_content(observation)},
-        ]
-        env_max = getattr(env, "max_turns", None) or info.get("max_turns") or 10**9
-        return LiveEpisode(
-            spec, env, trajectory, info=info, max_turns=min(env_max, self.max_turns or env_max)
-        )
 
-    def _act(self, live: list[LiveEpisode]) -> list[AgentOutput | str]:
-        """Agent outputs for all live episodes; an episode whose reply failed gets the error text."""
+    def _act(self, live: list[LiveEpisode]) -> list[AgentOutput | BaseException]:
+        """Agent outputs for all live episodes; an episode whose reply failed gets the exception."""
         inputs = [
             AgentInput(
                 messages=window(
@@ -283,7 +384,7 @@ class RolloutEngine:
         ]
         started = time.perf_counter()
         try:
-            outputs: list[AgentOutput | str] = list(self.agent.act(inputs, self.sampling))
+            outputs: list[AgentOutput | BaseException] = list(self.agent.act(inputs, self.sampling))
         except Exception:
             # Find which episodes the failure belongs to: ask for each alone.
             outputs = []
@@ -291,7 +392,7 @@ class RolloutEngine:
                 try:
                     outputs.append(self.agent.act([item], self.sampling)[0])
                 except Exception as error:
-                    outputs.append(f"{type(error).__name__}: {error}")
+                    outputs.append(error)
         elapsed = time.perf_counter() - started
         self.stats.agent_s += elapsed
         for episode in live:
@@ -338,8 +439,9 @@ class RolloutEngine:
         trajectory.actions.append(output.action)
         trajectory.tokens += output.tokens
         if isinstance(result, BaseException):
-            detail = "".join(traceback.format_exception_only(type(result), result)).strip()
-            finish(episode, error=f"env failed: {detail}")
+            kind = fault_of(result, "step")
+            where = "agent's action refused" if kind == "agent" else "env failed"
+            finish(episode, kind, f"{where}: {describe(result)}", retry_after=_retry_after(result))
             return False
         observation, reward, terminated, truncated, info = result
         self.stats.steps += 1
@@ -364,3 +466,7 @@ class RolloutEngine:
         self.pool.close()
         self.executor.shutdown(wait=False)
         self.agent.close()
+
+
+def _retry_after(error: BaseException) -> float | None:
+    return getattr(error, "retry_after", None)

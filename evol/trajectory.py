@@ -5,7 +5,13 @@ Fields (ARCHITECTURE.md): `env`, `task` (seed + options: enough to replay), `mes
 `reward` (the episode's return: the sum of step rewards, which for envs that reward only
 at the end is the last step's, as in AgentGym), `success`, `turns`, `agent`, `timing`;
 plus `actions` (what the env received), `key` (the episode's identity, for resuming),
-`sample`, `truncated`, `tokens` and `error` (an env or agent failure, else null).
+`sample`, `truncated`, `tokens`, and for an episode that could not be completed `fault`
+(`"infra"`: the serving infrastructure failed, retries included; `"env"`: the env raised or
+refused; `"agent"`: the agent failed) with `error` (what happened), else both null.
+
+A file holds one line per attempt: a failed attempt is not a finished episode, so resuming
+runs it again (`TrajectoryWriter.done`), and training data and reports take each episode's
+completed attempt (`final_attempts`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ class Trajectory:
     tokens: int = 0
     timing: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    fault: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        """Whether the episode ran to its end (or the engine's cap) without a fault."""
+        return self.error is None and self.fault is None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -53,8 +65,8 @@ def episode_key(env_id: str, seed: int | None, options: dict[str, Any] | None, s
 class TrajectoryWriter:
     """Appends trajectories to a JSONL file, one whole line per `os.write` + fsync.
 
-    Opening an existing file drops a torn last line (a killed run) and remembers the
-    finished episode keys, so a rerun skips them.
+    Opening an existing file drops a torn last line (a killed run) and remembers the keys of
+    completed episodes (`done`), so a rerun skips them and runs failed attempts again.
     """
 
     def __init__(self, path: str | Path, fsync: bool = True):
@@ -62,10 +74,11 @@ class TrajectoryWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self.done: set[str] = set()
+        self.failed: set[str] = set()  # keys whose attempts so far all failed
         if self.path.exists():
             self._repair()
             for trajectory in read_trajectories(self.path):
-                self.done.add(trajectory.key)
+                self._remember(trajectory)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _repair(self) -> None:
@@ -78,7 +91,14 @@ class TrajectoryWriter:
         os.write(self._fd, (trajectory.to_json() + "\n").encode("utf-8"))
         if self.fsync:
             os.fsync(self._fd)
-        self.done.add(trajectory.key)
+        self._remember(trajectory)
+
+    def _remember(self, trajectory: Trajectory) -> None:
+        if trajectory.completed:
+            self.done.add(trajectory.key)
+            self.failed.discard(trajectory.key)
+        elif trajectory.key not in self.done:
+            self.failed.add(trajectory.key)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -100,6 +120,17 @@ def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
                 break
             if line.strip():
                 yield Trajectory.from_dict(json.loads(line))
+
+
+def final_attempts(trajectories: Iterable[Trajectory]) -> list[Trajectory]:
+    """One trajectory per episode key, in order of first appearance: the first completed
+    attempt, else the last failed one."""
+    chosen: dict[str, Trajectory] = {}
+    for trajectory in trajectories:
+        kept = chosen.get(trajectory.key)
+        if kept is None or not kept.completed:
+            chosen[trajectory.key] = trajectory
+    return list(chosen.values())
 
 
 # ---- AgentGym's format ------------------------------------------------------------------

@@ -19,7 +19,8 @@ def free_port() -> int:
 
 
 class LaunchedServer:
-    """An `evol serve` subprocess on a loopback port of its own; `url` once /health answers.
+    """An `evol serve` subprocess on a loopback port of its own (or `port`: e.g. the port of a
+    server that was stopped, to restart it); `url` once /health answers.
 
     The server ends with this process, also when this process is killed (`EVOL_PARENT_PID`)."""
 
@@ -30,8 +31,9 @@ class LaunchedServer:
         env: dict[str, str] | None = None,
         log_path: str | Path | None = None,
         start_timeout: float = 60.0,
+        port: int | None = None,
     ):
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "evol.cli", "serve", *env_ids, "--port", str(self.port), *flags]
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL

@@ -34,7 +34,7 @@ from evol.rollout import RolloutEngine, task_specs
 from evol.trainers.config import save_config
 from evol.trainers.data import examples, load_trajectories, select
 from evol.trainers.sft import TrainSettings, fine_tune
-from evol.trajectory import TrajectoryWriter, read_trajectories
+from evol.trajectory import TrajectoryWriter, final_attempts, read_trajectories
 
 TASK_KEYS = ("base_tasks", "explore_tasks", "eval_tasks")
 
@@ -241,7 +241,9 @@ class AgentEvolTrainer:
         ]
         self._rollout(self._policy(model_dir), specs, out / "trajectories.jsonl", temperature=0.0)
         keys = {spec.key for spec in specs}
-        summary = summarize(t for t in read_trajectories(out / "trajectories.jsonl") if t.key in keys)
+        summary = summarize(
+            final_attempts(t for t in read_trajectories(out / "trajectories.jsonl") if t.key in keys)
+        )
         (out / "results.json").write_text(json.dumps(summary, indent=2))
         for env_id, row in summary.items():
             self._metric({"stage": stage, "iteration": iteration, "env": env_id, **row})
