@@ -83,7 +83,8 @@ class Agent:
         """Free what the backend holds (models, connections)."""
 
 
-_ACTION_LINE = re.compile(r"^\s*Action\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+# `^[ \t]*`: a `^\s*` spans the blank lines below, retried at each line (quadratic on many newlines).
+_ACTION_LINE = re.compile(r"^[ \t]*Action\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
 def parse_action(text: str) -> str:

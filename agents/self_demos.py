@@ -32,6 +32,7 @@ import ast
 import datetime
 import hashlib
 import json
+import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -49,9 +50,13 @@ JSON_TYPES = {
     "object": (dict,),
 }
 SELECTION = re.compile(r"<\s*(\d+)\s*>")
-QUERY_LINE = re.compile(r"^\s*\**\s*query\s*\**\s*:\s*(.*)$", re.IGNORECASE)
-CALLS_LINE = re.compile(r"^\s*\**\s*function\s*calls?\s*\**\s*:\s*(.*)$", re.IGNORECASE)
+# Spaces around the `**` of Markdown bold are `(?:\*+\s*)?`: `\s*\**\s*` splits a run of spaces
+# in every way (quadratic in its length) before it fails.
+QUERY_LINE = re.compile(r"^\s*(?:\*+\s*)?query\s*(?:\*+\s*)?:\s*(.*)$", re.IGNORECASE)
+CALLS_LINE = re.compile(r"^\s*(?:\*+\s*)?function\s*calls?\s*(?:\*+\s*)?:\s*(.*)$", re.IGNORECASE)
 PY_CALL = re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+MAX_REPLY_LENGTH = 32_768  # a longer generated example is read from its first characters only
+MAX_NESTING = 20  # lists and objects inside one another in a call's arguments
 
 
 @dataclass
@@ -342,7 +347,7 @@ def parse_demonstration(text: str) -> dict[str, Any] | None:
     Calls are JSON objects (one a line) or `name(key=value)` lines; `syntax` lists the
     call lines that could not be read.
     """
-    lines = text.splitlines()
+    lines = text[:MAX_REPLY_LENGTH].splitlines()
     query, start = None, 0
     for i, line in enumerate(lines):
         match = QUERY_LINE.match(line)
@@ -356,22 +361,22 @@ def parse_demonstration(text: str) -> dict[str, Any] | None:
     body = "\n".join(
         (CALLS_LINE.match(line).group(1) if CALLS_LINE.match(line) else line) for line in lines[start:]
     )
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     position = body.find("{")
     while position != -1:
         try:
             value, end = decoder.raw_decode(body, position)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the recursion limit
             line_end = body.find("\n", position)
             syntax.append(body[position : line_end if line_end != -1 else len(body)].strip())
             position = body.find("{", line_end) if line_end != -1 else -1
             continue
-        if isinstance(value, dict) and "name" in value:
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
             arguments = value.get("arguments", value.get("parameters", {}))
             if isinstance(arguments, str):
                 try:
-                    arguments = json.loads(arguments)
-                except json.JSONDecodeError:
+                    arguments = _DECODER.decode(arguments)
+                except (ValueError, RecursionError):
                     syntax.append(json.dumps(value))
             calls.append({"name": value["name"], "arguments": arguments})
         position = body.find("{", end)
@@ -385,16 +390,64 @@ def parse_demonstration(text: str) -> dict[str, Any] | None:
     return {"query": query, "calls": calls, "syntax": syntax}
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of a number's range")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _python_call(text: str) -> dict[str, Any] | None:
+    """`name(key=value, ...)` read from Python's syntax tree: literal values only, nothing evaluated."""
     if not PY_CALL.fullmatch(text):
         return None
     try:
         node = ast.parse(text, mode="eval").body
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
             return None
-        return {"name": node.func.id, "arguments": {k.arg: ast.literal_eval(k.value) for k in node.keywords}}
-    except (SyntaxError, ValueError):
+        if any(k.arg is None for k in node.keywords):  # **mapping
+            return None
+        return {"name": node.func.id, "arguments": {k.arg: _json_literal(k.value) for k in node.keywords}}
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
+
+
+def _json_literal(node: ast.AST, depth: int = 0) -> Any:
+    """The JSON value a literal's syntax tree writes (str, finite number, bool, None, list,
+    dict with string keys), else ValueError. The twin of `envs.tools.calls.json_literal`
+    (agents import no env)."""
+    if depth > MAX_NESTING:
+        raise ValueError("nested too deeply")
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _json_literal(node.operand, depth + 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("a sign applies to a number only")
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, float) and math.isfinite(value):
+            return value
+        if (
+            value is None
+            or isinstance(value, (str, bool))
+            or (isinstance(value, int) and abs(value) < 10**100)
+        ):
+            return value
+        raise ValueError(f"{type(value).__name__} is not a JSON value")
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_json_literal(item, depth + 1) for item in node.elts]
+    if isinstance(node, ast.Dict) and all(
+        isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys
+    ):
+        return {k.value: _json_literal(v, depth + 1) for k, v in zip(node.keys, node.values)}
+    raise ValueError(f"{type(node).__name__} is not a literal")
 
 
 def distinct(candidates) -> list[dict[str, Any]]:
@@ -471,7 +524,7 @@ def read_selection(reply: str, count: int, most: int) -> list[int]:
     """The example numbers after `Selection:` (1-based, distinct), or [] when unreadable."""
     text = reply.split("Selection:", 1)[1] if "Selection:" in reply else reply
     text = re.split(r"Explanation\s*:", text, maxsplit=1)[0]
-    picked = list(dict.fromkeys(int(n) for n in SELECTION.findall(text)))
+    picked = list(dict.fromkeys(int(n) for n in SELECTION.findall(text) if len(n) <= 6))
     if not picked or len(picked) > most or any(not 1 <= n <= count for n in picked):
         return []
     return picked

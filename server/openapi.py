@@ -1,225 +1,439 @@
-"""The OpenAPI 3.1 document of the env server's HTTP API."""
+"""The OpenAPI 3.1 document of the env server's HTTP API.
+
+`openapi_document(env_ids, token_required)` describes exactly what the server accepts and
+answers: request schemas built from each env's declared kwargs and options (`envs.env_spec`),
+every error status of the error contract on each route, bearer auth only when the server has
+a token, and OpenAPI links (create -> reset -> step -> expert -> delete through the session
+id) so that a stateful fuzzer such as schemathesis can chain the calls of one session.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+import envs
+
+MAX_SEED = 2**63 - 1  # the largest reset seed a client may send
+# Error types each status may carry (the server's error contract).
+ERROR_TYPES: dict[int, tuple[str, ...]] = {
+    400: ("malformed_body", "missing_field", "bad_request", "unknown_env", "bad_env_kwargs", "bad_options"),
+    401: ("unauthorized",),
+    403: ("host_not_allowed",),
+    404: ("unknown_session", "not_found"),
+    409: ("reset_needed", "episode_over"),
+    410: ("session_lost",),
+    413: ("too_large",),
+    415: ("unsupported_media_type",),
+    429: ("at_capacity",),
+    500: ("env_error", "internal_error"),
+    503: ("worker_busy", "unavailable"),
+    504: ("step_timeout",),
+}
+_ERROR_TEXT = {
+    400: "malformed body, missing field, unknown env, or kwargs/options outside their declared schema",
+    401: "missing or wrong bearer token",
+    403: "the Host header names no host this server answers to (DNS rebinding guard)",
+    404: "unknown session: never created, deleted, expired, or the server restarted",
+    409: "step or expert before reset, or after the episode ended",
+    410: "session lost: the worker process holding it died; start a fresh session",
+    413: "request body, batch or action too large",
+    415: "the body is not application/json",
+    429: "at capacity (see Retry-After)",
+    500: "the env raised on a request that passed validation (generic message; details in the server log)",
+    503: "the session's worker stayed busy, or no worker is alive (see Retry-After)",
+    504: "the call ran past the time limit; its worker was replaced and the session is gone",
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}
+}
+_ANY = (403, 500)  # any route: the Host check, and a server fault
+_BODY_ERRORS = (400, 413, 415)  # any route that reads a JSON body
+_SESSION_ERRORS = (404, 410, 503, 504)  # any route that runs a call in a session's worker
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
+def _body(schema: dict[str, Any], required: bool) -> dict[str, Any]:
+    return {"required": required, **_json(schema)}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "malformed body, missing field, unknown env or bad options",
-        401: "missing or wrong bearer token",
-        404: "unknown or expired session",
-        409: "step before reset, or after the episode ended",
-        413: "request or action too large",
-        429: "at capacity (see Retry-After)",
-        504: "the env call went over the step time limit",
-    }
-    return {str(c): {"description": text[c], **_json(_ERROR)} for c in codes}
+    answers: dict[str, Any] = {}
+    for code in sorted({*codes, *_ANY}):
+        answer = {"description": _ERROR_TEXT[code], **_json({"$ref": f"#/components/schemas/Error{code}"})}
+        if code in (429, 503):
+            answer["headers"] = _RETRY_AFTER
+        answers[str(code)] = answer
+    return answers
 
 
-def openapi_document(env_ids: list[str]) -> dict[str, Any]:
-    sid = [{"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}]
-    observation = {"oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/MultimodalObservation"}]}
-    step_result = {
+def _error_schema(code: int) -> dict[str, Any]:
+    return {
         "type": "object",
-        "required": ["observation", "reward", "terminated", "truncated", "info"],
+        "required": ["error"],
         "properties": {
-            "observation": observation,
-            "reward": {"type": "number"},
-            "terminated": {"type": "boolean"},
-            "truncated": {"type": "boolean"},
-            "info": {"type": "object"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {
+                    "type": {"type": "string", "enum": list(ERROR_TYPES[code])},
+                    "message": {"type": "string"},
+                },
+            }
         },
     }
-    return {
+
+
+def _unique(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for schema in schemas:
+        seen.setdefault(json.dumps(schema, sort_keys=True), schema)
+    return list(seen.values())
+
+
+def _create_schema(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One branch per env (`env` as a constant), each with that env's declared kwargs."""
+    branches = []
+    for env_id, spec in specs.items():
+        branches.append(
+            {
+                "type": "object",
+                "title": env_id,
+                "required": ["env"],
+                "properties": {
+                    "env": {"const": env_id},
+                    "kwargs": spec.get("kwargs_schema") or {"type": "object"},
+                },
+            }
+        )
+    return branches[0] if len(branches) == 1 else {"oneOf": branches}
+
+
+def _options_schema(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Reset options: a session's env is not in the path, so any served env's options schema."""
+    declared = _unique([spec["options_schema"] for spec in specs.values() if spec.get("options_schema")])
+    if not declared:
+        return {"type": "object"}
+    return declared[0] if len(declared) == 1 else {"anyOf": declared}
+
+
+def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[str, Any]:
+    """The document for a server serving `env_ids`; `token_required` when it has a bearer token."""
+    specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
+    max_action = max((int(spec["max_action_length"]) for spec in specs.values()), default=None)
+    sid = [{"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}]
+    auth = (401,) if token_required else ()
+    reset_schema = {
+        "type": "object",
+        "properties": {
+            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+            "options": {"$ref": "#/components/schemas/ResetOptions"},
+        },
+        "additionalProperties": False,
+    }
+    action = {"type": "string", **({"maxLength": max_action} if max_action else {})}
+    schemas: dict[str, Any] = {
+        **{f"Error{code}": _error_schema(code) for code in ERROR_TYPES},
+        "MultimodalObservation": {
+            "type": "object",
+            "required": ["text"],
+            "properties": {
+                "text": {"type": "string"},
+                "image": {"type": "string", "description": "data:image/png;base64,..."},
+            },
+        },
+        "Observation": {
+            "oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/MultimodalObservation"}]
+        },
+        "ResetOptions": _options_schema(specs),
+        "ResetRequest": reset_schema,
+        "ResetResult": {
+            "type": "object",
+            "required": ["observation", "info"],
+            "properties": {
+                "observation": {"$ref": "#/components/schemas/Observation"},
+                "info": {"type": "object"},
+            },
+        },
+        "StepResult": {
+            "type": "object",
+            "required": ["observation", "reward", "terminated", "truncated", "info"],
+            "properties": {
+                "observation": {"$ref": "#/components/schemas/Observation"},
+                "reward": {"type": "number"},
+                "terminated": {"type": "boolean"},
+                "truncated": {"type": "boolean"},
+                "info": {"type": "object"},
+            },
+        },
+        "BatchEntry": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "title": "step",
+                    "required": ["session", "action"],
+                    "properties": {"session": {"type": "string"}, "action": action},
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "title": "reset",
+                    "required": ["session", "reset"],
+                    "properties": {
+                        "session": {"type": "string"},
+                        "reset": {"$ref": "#/components/schemas/ResetRequest"},
+                    },
+                    "additionalProperties": False,
+                },
+            ]
+        },
+        "BatchResult": {
+            "type": "object",
+            "required": ["status"],
+            "description": "a step result, a reset result, or an error, with the status it would have had alone",
+            "properties": {
+                "status": {"type": "integer"},
+                "observation": {"$ref": "#/components/schemas/Observation"},
+                "reward": {"type": "number"},
+                "terminated": {"type": "boolean"},
+                "truncated": {"type": "boolean"},
+                "info": {"type": "object"},
+                "error": {
+                    "type": "object",
+                    "required": ["type", "message"],
+                    "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+        },
+    }
+    same_session = {"sid": "$request.path.sid"}
+    new_session = {"sid": "$response.body#/session"}
+
+    def link(operation_id: str, parameters: dict[str, str], **extra: Any) -> dict[str, Any]:
+        return {"operationId": operation_id, "parameters": parameters, **extra}
+
+    session_links = {
+        "Reset": link("resetSession", same_session),
+        "Step": link("stepSession", same_session),
+        "Expert": link("expertAction", same_session),
+        "Delete": link("deleteSession", same_session),
+    }
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "EvolGym environment server",
             "version": "1",
             "description": "Uniform reset/step API over EvolGym envs. Served here: " + ", ".join(env_ids),
         },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["type", "message"],
-                            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
-                        }
-                    },
-                },
-                "MultimodalObservation": {
-                    "type": "object",
-                    "properties": {
-                        "text": {"type": "string"},
-                        "image": {"type": "string", "description": "data:image/png;base64,..."},
-                    },
-                },
-                "StepResult": step_result,
-            },
-        },
-        "security": [{"bearer": []}],
+        "components": {"schemas": schemas},
         "paths": {
             "/health": {
                 "get": {
-                    "summary": "Liveness, live sessions and capacity (no token needed)",
+                    "operationId": "health",
+                    "summary": "Liveness, live sessions, capacity and workers (no token needed)",
                     "security": [],
                     "responses": {
-                        "200": {
-                            "description": "ok",
+                        code: {
+                            "description": text,
                             **_json(
                                 {
                                     "type": "object",
+                                    "required": ["status"],
                                     "properties": {
                                         "status": {"type": "string"},
                                         "sessions": {"type": "integer"},
                                         "capacity": {"type": "integer"},
+                                        "workers": {},
                                     },
                                 }
                             ),
                         }
-                    },
+                        for code, text in (("200", "ok"), ("503", "degraded: the server cannot take work"))
+                    }
+                    | _errors(),
                 }
             },
             "/envs": {
                 "get": {
-                    "summary": "Specs of the served envs (id, card, reward range, max turns, multimodal)",
+                    "operationId": "listEnvs",
+                    "summary": "Specs of the served envs (id, card, reward range, max turns, kwargs and options)",
                     "responses": {
-                        "200": {"description": "env specs", **_json({"type": "array"})},
-                        **_errors(401),
+                        "200": {
+                            "description": "env specs",
+                            **_json({"type": "array", "items": {"type": "object", "required": ["id"]}}),
+                        },
+                        **_errors(*auth),
                     },
                 }
             },
             "/sessions": {
                 "post": {
-                    "summary": "Create a session running one env",
-                    "requestBody": _json(
-                        {
-                            "type": "object",
-                            "required": ["env"],
-                            "properties": {
-                                "env": {"type": "string", "enum": env_ids},
-                                "kwargs": {"type": "object"},
-                            },
-                        }
-                    ),
+                    "operationId": "createSession",
+                    "summary": "Create a session running one env, with that env's declared kwargs",
+                    "requestBody": _body(_create_schema(specs), required=True),
                     "responses": {
                         "201": {
                             "description": "created",
-                            **_json({"type": "object", "properties": {"session": {"type": "string"}}}),
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "required": ["session"],
+                                    "properties": {"session": {"type": "string"}, "env": {"type": "string"}},
+                                }
+                            ),
+                            "links": {
+                                "Reset": link("resetSession", new_session),
+                                "Step": link("stepSession", new_session),
+                                "Expert": link("expertAction", new_session),
+                                "Delete": link("deleteSession", new_session),
+                                "BatchReset": link(
+                                    "batchStep",
+                                    {},
+                                    requestBody={
+                                        "steps": [
+                                            {"session": "$response.body#/session", "reset": {"seed": 0}}
+                                        ]
+                                    },
+                                ),
+                            },
                         },
-                        **_errors(400, 401, 413, 429),
+                        **_errors(*_BODY_ERRORS, *auth, 410, 429, 503, 504),
                     },
                 }
             },
             "/sessions/{sid}/reset": {
                 "post": {
-                    "summary": "Start an episode; options {task, split, difficulty} select a reproducible task",
+                    "operationId": "resetSession",
+                    "summary": "Start an episode; options (task, split, ...) select a reproducible task",
                     "parameters": sid,
-                    "requestBody": _json(
-                        {
-                            "type": "object",
-                            "properties": {"seed": {"type": "integer"}, "options": {"type": "object"}},
-                        }
-                    ),
+                    "requestBody": _body({"$ref": "#/components/schemas/ResetRequest"}, required=False),
                     "responses": {
                         "200": {
                             "description": "observation and info (info.instruction)",
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "properties": {"observation": observation, "info": {"type": "object"}},
-                                }
-                            ),
+                            **_json({"$ref": "#/components/schemas/ResetResult"}),
+                            "links": session_links,
                         },
-                        **_errors(400, 401, 404, 504),
+                        **_errors(*_BODY_ERRORS, *auth, *_SESSION_ERRORS),
                     },
                 }
             },
             "/sessions/{sid}/step": {
                 "post": {
+                    "operationId": "stepSession",
                     "summary": "Take one text action",
                     "parameters": sid,
-                    "requestBody": _json(
-                        {
-                            "type": "object",
-                            "required": ["action"],
-                            "properties": {"action": {"type": "string"}},
-                        }
+                    "requestBody": _body(
+                        {"type": "object", "required": ["action"], "properties": {"action": action}},
+                        required=True,
                     ),
                     "responses": {
                         "200": {
                             "description": "step result",
                             **_json({"$ref": "#/components/schemas/StepResult"}),
+                            "links": session_links,
                         },
-                        **_errors(400, 401, 404, 409, 413, 504),
+                        **_errors(*_BODY_ERRORS, *auth, 409, *_SESSION_ERRORS),
                     },
                 }
             },
             "/sessions/{sid}/expert": {
                 "post": {
+                    "operationId": "expertAction",
                     "summary": "The env's expert (scripted solver) action for the current state",
                     "parameters": sid,
                     "responses": {
                         "200": {
                             "description": "the action",
-                            **_json({"type": "object", "properties": {"action": {"type": "string"}}}),
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "required": ["action"],
+                                    "properties": {"action": {"type": "string"}},
+                                }
+                            ),
+                            "links": {
+                                **session_links,
+                                "StepWithExpert": link(
+                                    "stepSession",
+                                    same_session,
+                                    requestBody={"action": "$response.body#/action"},
+                                ),
+                            },
                         },
-                        **_errors(401, 404, 409, 504),
+                        **_errors(*auth, 409, *_SESSION_ERRORS),
                     },
                 }
             },
             "/sessions/{sid}": {
                 "delete": {
+                    "operationId": "deleteSession",
                     "summary": "Close a session",
                     "parameters": sid,
-                    "responses": {"204": {"description": "closed"}, **_errors(401, 404)},
+                    "responses": {"204": {"description": "closed"}, **_errors(*auth, 404, 410)},
                 }
             },
             "/step": {
                 "post": {
-                    "summary": "Step many sessions in one request; each result is a step result or an error",
-                    "requestBody": _json(
+                    "operationId": "batchStep",
+                    "summary": "Step or reset many sessions in one request; each result carries its own status",
+                    "requestBody": _body(
                         {
                             "type": "object",
                             "required": ["steps"],
                             "properties": {
                                 "steps": {
                                     "type": "array",
-                                    "items": {
-                                        "type": "object",
-                                        "required": ["session", "action"],
-                                        "properties": {
-                                            "session": {"type": "string"},
-                                            "action": {"type": "string"},
-                                        },
-                                    },
+                                    "items": {"$ref": "#/components/schemas/BatchEntry"},
                                 }
                             },
-                        }
+                        },
+                        required=True,
                     ),
                     "responses": {
                         "200": {
-                            "description": "one result per step, in order, each with its own 'status'",
-                            **_json({"type": "object", "properties": {"results": {"type": "array"}}}),
+                            "description": "one result per entry, in order",
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "required": ["results"],
+                                    "properties": {
+                                        "results": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/BatchResult"},
+                                        }
+                                    },
+                                }
+                            ),
+                            "links": {
+                                name: link(target, {"sid": "$request.body#/steps/0/session"})
+                                for name, target in (
+                                    ("Step", "stepSession"),
+                                    ("Expert", "expertAction"),
+                                    ("Reset", "resetSession"),
+                                    ("Delete", "deleteSession"),
+                                )
+                            },
                         },
-                        **_errors(400, 401, 413),
+                        **_errors(*_BODY_ERRORS, *auth, 503),
                     },
                 }
             },
             "/openapi.json": {
-                "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {"description": "OpenAPI", **_json({"type": "object"})},
+                        **_errors(*auth),
+                    },
+                }
             },
         },
     }
+    if token_required:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document

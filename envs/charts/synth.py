@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from envs.charts.code_guard import UnsafeCodeError, check_plotting_code
+
 CHART_TYPES: dict[str, str] = {
     "grouped_bar": "bar",
     "stacked_bar": "bar",
@@ -1043,6 +1045,8 @@ class RenderError(RuntimeError):
 
 
 def _guarded_import(name: str, globals=None, locals=None, fromlist=(), level: int = 0):
+    # Any submodule: numpy's C code imports its own lazily through the running frame's
+    # builtins. The code's own imports are held to `ALLOWED_MODULES` by `check_plotting_code`.
     if level == 0 and name.split(".")[0] in ("matplotlib", "numpy"):
         return __import__(name, globals, locals, fromlist, level)
     raise ImportError(f"plotting code may import only matplotlib and numpy, not {name!r}")
@@ -1051,9 +1055,16 @@ def _guarded_import(name: str, globals=None, locals=None, fromlist=(), level: in
 def run_plotting_code(code: str) -> Any:
     """Run plotting code in a namespace without file, network or process access; return `fig`.
 
-    Not a sandbox for foreign code (the platform runs only what `plotting_code` wrote):
-    a guard that a generator bug cannot reach beyond matplotlib and numpy.
+    The code must first pass `check_plotting_code` (a whitelist of syntax, modules and
+    names: no dunders, no imports beyond numpy and pyplot's kin, no `getattr`/`eval`/`open`,
+    no file-writing attributes); it then runs with restricted builtins and a guarded
+    import. Not a sandbox on its own (see `envs.charts.code_guard`): the platform runs
+    only what `plotting_code` wrote, in a render worker under a time limit.
     """
+    try:
+        check_plotting_code(code)
+    except UnsafeCodeError as error:
+        raise RenderError(f"plotting code refused: {error}") from None
     namespace: dict[str, Any] = {
         "__builtins__": {**SAFE_BUILTINS, "__import__": _guarded_import},
         "__name__": "chart",
@@ -1067,7 +1078,9 @@ def run_plotting_code(code: str) -> Any:
 def render_png(chart: Chart, timeout: float | None = None) -> bytes:
     """Write and run `chart`'s plotting code here (the Agg backend) and return the PNG.
 
-    With `timeout`, a signal alarm bounds the run (main thread only: workers use it).
+    With `timeout`, a signal alarm bounds the run; signals work in the main thread only,
+    so elsewhere the timeout is not armed (render workers call this from their main thread,
+    and their caller's deadline kills a stuck worker).
     """
     import matplotlib
 
@@ -1078,6 +1091,8 @@ def render_png(chart: Chart, timeout: float | None = None) -> bytes:
     def expire(signum: int, frame: Any) -> None:
         raise RenderError(f"rendering ran past its {timeout} s limit")
 
+    if threading.current_thread() is not threading.main_thread():
+        timeout = None
     if timeout:
         previous = signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, timeout)

@@ -1,4 +1,4 @@
-"""Final answers of math solutions: extraction, and equivalence under a time limit.
+"""Final answers of math solutions: extraction, and equivalence in a closed grammar.
 
 `extract_answer(text)` finds a solution's final answer: the last of "The answer is ...",
 `\\boxed{...}` and `#### n` (whichever comes last in the text), else (unless
@@ -6,30 +6,27 @@
 whether two answers are the same value: it normalises both (commas, currency, units,
 LaTeX wrappers, `\\dfrac`...), compares numbers exactly as fractions (a percent matches
 both its number and its hundredth: `50%` = `0.5` = `50`; a decimal with 3 or more places
-matches the value it rounds: `0.333` = `1/3`), and leaves anything else (`\\sqrt{2}/2`,
-`2\\pi`, `x^2+1`) to sympy (and math-verify where it is installed) in a worker process
-that is killed past `timeout` seconds, so a pathological input cannot hang the caller.
+matches the value it rounds: `0.333` = `1/3`), and reads anything else (`\\sqrt{2}/2`,
+`2\\pi`, `x^2+1`) with `envs.math.expressions`, a closed grammar evaluated with bounded
+arithmetic: answer text never reaches `eval` or a general-purpose parser.
+
+Answers are client text: every pattern here runs in linear time, texts longer than
+`MAX_TEXT_LENGTH` are read from their last `MAX_TEXT_LENGTH` characters, and answers
+longer than `MAX_SYMBOLIC_LENGTH` are compared as text only.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
-import logging
-import os
-import queue
 import re
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
-log = logging.getLogger(__name__)
+from envs.math.expressions import equivalent
 
 DEFAULT_TIMEOUT = 2.0  # seconds one symbolic check may take
 MAX_SYMBOLIC_LENGTH = 400  # longer answers are compared as text only
+MAX_TEXT_LENGTH = 32_768  # a longer solution is read from its end (where its answer is)
+MAX_NUMBER_LENGTH = 120  # a longer answer is not one number (with its unit)
 
 _ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s+is\s*:?[ \t]*([^\n]*)", re.IGNORECASE)
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
@@ -44,6 +41,7 @@ def extract_answer(text: str, fallback_last_number: bool = True) -> str | None:
     """The final answer of a solution, as written (None if there is none)."""
     if not isinstance(text, str) or not text.strip():
         return None
+    text = text[-MAX_TEXT_LENGTH:]
     found: list[tuple[int, str]] = []
     phrase = _last_match(_ANSWER_IS, text)
     if phrase is not None:
@@ -152,7 +150,11 @@ _PLAIN = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.(\d+))?$")
 _SLASH = re.compile(r"^([+-]?\d+)\s*/\s*(\d+)$")
 _MIXED = re.compile(r"^(\d+)\s+(\d+)\s*/\s*(\d+)$")
 _LATEX_FRAC = re.compile(r"^([+-]?)\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))$")
-_WITH_UNIT = re.compile(r"^(\S+?)\s*([a-zA-Z]+(?:\^?\d|\.)?(?:[\s/]+[a-zA-Z]+(?:\^?\d|\.)?)*)$")
+# The number stops at its first letter (bar `\frac`) or space, so the unit's start is unambiguous:
+# a lazy number part here made the match quadratic in the answer's length.
+_WITH_UNIT = re.compile(
+    r"^((?:\\frac|[^\s\\a-zA-Z])+)\s*([a-zA-Z]+(?:\^?\d|\.)?(?:[\s/]+[a-zA-Z]+(?:\^?\d|\.)?)*)$"
+)
 
 
 def parse_number(answer: str) -> ParsedNumber | None:
@@ -162,6 +164,8 @@ def parse_number(answer: str) -> ParsedNumber | None:
     `50 percent`, and a number followed by unit words (`36 pencils`, `5 cm`, `12 m^2`).
     """
     text = answer.strip()
+    if len(text) > MAX_NUMBER_LENGTH:
+        return None
     percent = False
     if text.endswith("%"):
         percent, text = True, text[:-1].strip()
@@ -278,216 +282,7 @@ def _brackets(text: str) -> str:
     return (text[:1] + text[-1:]) if text[:1] in "([{" else ""
 
 
-def latex_to_sympy(text: str, depth: int = 0) -> str:
-    """LaTeX math as sympy's input syntax: `\\frac{a}{b}` -> `((a)/(b))`, `x^{2}` -> `x**(2)`..."""
-    if depth > 20:
-        raise ValueError("expression nests too deeply")
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        if text.startswith("\\frac", i):
-            i += len("\\frac")
-            numerator, i = _latex_argument(text, i, depth)
-            denominator, i = _latex_argument(text, i, depth)
-            out.append(f"(({numerator})/({denominator}))")
-        elif text.startswith("\\sqrt", i):
-            i += len("\\sqrt")
-            root = None
-            if i < len(text) and text[i] == "[":
-                end = text.find("]", i)
-                if end < 0:
-                    raise ValueError("unclosed \\sqrt[")
-                root, i = latex_to_sympy(text[i + 1 : end], depth + 1), end + 1
-            radicand, i = _latex_argument(text, i, depth)
-            out.append(f"(({radicand})**(1/({root})))" if root else f"sqrt({radicand})")
-        elif text[i] == "\\":
-            name = re.match(r"\\([a-zA-Z]+)", text[i:])
-            word = name.group(1) if name else ""
-            i += 1 + len(word)
-            out.append(_LATEX_WORDS.get(word, f" {word} " if word else ""))
-        elif text[i] == "{":
-            content, i = _latex_argument(text, i, depth)
-            out.append(f"({content})")
-        elif text[i] == "^":
-            out.append("**")
-            i += 1
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-_LATEX_WORDS = {
-    "cdot": "*",
-    "times": "*",
-    "div": "/",
-    "pi": " pi ",
-    "infty": " oo ",
-    "ln": " log",
-    "log": " log",
-    "sin": " sin",
-    "cos": " cos",
-    "tan": " tan",
-    "exp": " exp",
-    "le": "<=",
-    "leq": "<=",
-    "ge": ">=",
-    "geq": ">=",
-}
-
-
-def _latex_argument(text: str, i: int, depth: int) -> tuple[str, int]:
-    """One argument of a LaTeX command at `text[i:]` (a `{...}` group or one character)."""
-    while i < len(text) and text[i] == " ":
-        i += 1
-    if i >= len(text):
-        raise ValueError("a LaTeX command lacks its argument")
-    if text[i] == "{":
-        content = braced_group(text, i)
-        if content is None:
-            raise ValueError("unbalanced braces")
-        return latex_to_sympy(content, depth + 1), i + len(content) + 2
-    return text[i], i + 1
-
-
 def symbolic_match(a: str, b: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
-    """Whether two expressions are equal by sympy (or math-verify), within `timeout` seconds."""
-    try:
-        request = {"a": a, "b": b, "sa": latex_to_sympy(a), "sb": latex_to_sympy(b)}
-    except ValueError:
-        return False
-    return bool(_WORKER.check(request, timeout))
-
-
-# ---- the worker process ---------------------------------------------------------------
-class SymbolicWorker:
-    """One long-lived `python -m envs.math.answers` process that runs symbolic checks.
-
-    Checks go one at a time (a lock) over its stdin/stdout as JSON lines; a check that
-    overruns its time limit gets the process killed (a sympy computation cannot be
-    interrupted from outside) and counts as not equal; the next check starts a fresh one.
-    """
-
-    start_timeout = 60.0
-
-    def __init__(self) -> None:
-        self._process: subprocess.Popen | None = None
-        self._replies: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
-
-    def check(self, request: dict[str, str], timeout: float) -> bool:
-        with self._lock:
-            try:
-                process = self._ensure_started()
-                process.stdin.write(json.dumps(request) + "\n")
-                process.stdin.flush()
-                reply = self._replies.get(timeout=timeout)
-            except queue.Empty:
-                log.warning("symbolic check over %.1fs; worker killed: %r", timeout, request)
-                self._stop()
-                return False
-            except (OSError, RuntimeError) as error:
-                log.warning("symbolic check failed: %s", error)
-                self._stop()
-                return False
-            if reply is None:  # the worker died
-                self._stop()
-                return False
-            return bool(reply.get("equal"))
-
-    def _ensure_started(self) -> subprocess.Popen:
-        if self._process is not None and self._process.poll() is None:
-            return self._process
-        self._replies = queue.Queue()
-        root = str(Path(__file__).resolve().parents[2])
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "envs.math.answers"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        replies = self._replies
-        threading.Thread(target=_read_replies, args=(process, replies), daemon=True).start()
-        try:
-            ready = replies.get(timeout=self.start_timeout)
-        except queue.Empty:
-            ready = None
-        if not ready or not ready.get("ready"):
-            process.kill()
-            raise RuntimeError("the symbolic worker did not start")
-        self._process = process
-        return process
-
-    def _stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._stop()
-
-
-def _read_replies(process: subprocess.Popen, replies: queue.Queue) -> None:
-    for line in process.stdout:
-        try:
-            replies.put(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    replies.put(None)
-
-
-_WORKER = SymbolicWorker()
-atexit.register(_WORKER.close)
-
-
-def _serve() -> None:
-    """The worker's loop: one JSON request a line in, one `{"equal": bool}` a line out."""
-    import sympy
-    from sympy.parsing.sympy_parser import (
-        convert_xor,
-        implicit_multiplication_application,
-        parse_expr,
-        standard_transformations,
-    )
-
-    try:
-        from math_verify import parse as mv_parse
-        from math_verify import verify as mv_verify
-    except ImportError:
-        mv_parse = mv_verify = None
-    transformations = (*standard_transformations, implicit_multiplication_application, convert_xor)
-
-    def equal(request: dict[str, str]) -> bool:
-        if mv_verify is not None:
-            try:
-                if mv_verify(mv_parse(f"${request['b']}$"), mv_parse(f"${request['a']}$")):
-                    return True
-            except Exception:
-                pass
-        a = parse_expr(request["sa"], transformations=transformations)
-        b = parse_expr(request["sb"], transformations=transformations)
-        if isinstance(a, sympy.Basic) and isinstance(b, sympy.Basic):
-            if a.is_number and b.is_number:
-                return bool(abs(sympy.N(a - b, 30)) < sympy.Float("1e-9") * (1 + abs(sympy.N(b, 30))))
-            return sympy.simplify(a - b) == 0
-        return a == b
-
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        try:
-            result = equal(json.loads(line))
-        except Exception:
-            result = False
-        print(json.dumps({"equal": bool(result)}), flush=True)
-
-
-if __name__ == "__main__":
-    _serve()
+    """Whether two expressions have the same value, read by the closed grammar of
+    `envs.math.expressions` (never `eval` or a general parser), within `timeout` seconds."""
+    return equivalent(a, b, timeout)

@@ -137,12 +137,15 @@ def parse_critique(text: str) -> Critique:
         end = headers[n + 1].start() if n + 1 < len(headers) else len(text)
         body = text[header.end() : end]
         verdict, explanation = None, ""
+        last_explanation = None  # only the last one is kept: copying each one's rest was quadratic
         for field_match in _FIELD.finditer(body):
             name, value = field_match.group(1).lower(), field_match.group(2)
             if name == "explanation":
-                explanation = (value + body[field_match.end() :]).strip()
+                last_explanation = field_match
             elif verdict is None:
                 verdict = _classify(value)
+        if last_explanation is not None:
+            explanation = (last_explanation.group(2) + body[last_explanation.end() :]).strip()
         content = header.group(3).strip()
         if verdict is None:
             verdict = _classify(body) if body.strip() else None
@@ -205,6 +208,8 @@ class Computation:
 
 
 _EXPRESSION_CHARS = set("0123456789.,$ ()+-*/×÷x·")
+MAX_NUMBER_LENGTH = 100  # characters of one number in a step; longer ones are not read
+MAX_LINE_NUMBERS = 100  # numbers (and computations) read from one step
 _RESULT = re.compile(r"\s*(-?)\$?(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)")
 _TOKEN = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+|[-+*/()])")
 
@@ -214,6 +219,8 @@ def computations(line: str) -> list[Computation]:
     line = _ANNOTATION.sub("", line)[:2000]
     found = []
     for equals in (i for i, char in enumerate(line) if char == "="):
+        if len(found) >= MAX_LINE_NUMBERS:
+            break
         start = equals
         while start > 0 and line[start - 1] in _EXPRESSION_CHARS:
             start -= 1
@@ -221,13 +228,23 @@ def computations(line: str) -> list[Computation]:
         result = _RESULT.match(line, equals + 1)
         if result is None or not re.search(r"\d\s*[-+*/×÷x·]\s*[($]*\d", expression):
             continue
+        if len(result.group(2)) > MAX_NUMBER_LENGTH:
+            continue
         claimed = Fraction(result.group(2).replace(",", ""))
         found.append(Computation(expression, -claimed if result.group(1) else claimed, evaluate(expression)))
     return found
 
 
+MAX_EXPRESSION_TOKENS = 200  # a longer `expression = number` is not checked
+MAX_NESTING = 20  # parentheses and signs inside one another
+
+
 def evaluate(expression: str) -> Fraction | None:
-    """The exact value of `+ - * / ( )` arithmetic (`x`, `×`, `·`, `÷` allowed), or None."""
+    """The exact value of `+ - * / ( )` arithmetic (`x`, `×`, `·`, `÷` allowed), or None.
+
+    Read by a tokenizer and a recursive-descent parser of exactly that grammar (no `eval`),
+    with at most `MAX_EXPRESSION_TOKENS` tokens nested at most `MAX_NESTING` deep.
+    """
     text = expression.replace(",", "").replace("$", "")
     text = text.replace("×", "*").replace("·", "*").replace("÷", "/").replace("x", "*")
     tokens, position = [], 0
@@ -239,38 +256,42 @@ def evaluate(expression: str) -> Fraction | None:
             break
         tokens.append(match.group(1))
         position = match.end()
+        if len(tokens) > MAX_EXPRESSION_TOKENS:
+            return None
     try:
-        value, rest = _sum(tokens, 0)
-    except (IndexError, ValueError, ZeroDivisionError, RecursionError):
+        value, rest = _sum(tokens, 0, 0)
+    except (IndexError, ValueError, ZeroDivisionError):
         return None
     return value if rest == len(tokens) else None
 
 
-def _sum(tokens: list[str], i: int) -> tuple[Fraction, int]:
-    value, i = _product(tokens, i)
+def _sum(tokens: list[str], i: int, depth: int) -> tuple[Fraction, int]:
+    value, i = _product(tokens, i, depth)
     while i < len(tokens) and tokens[i] in "+-":
         op = tokens[i]
-        right, i = _product(tokens, i + 1)
+        right, i = _product(tokens, i + 1, depth)
         value = value + right if op == "+" else value - right
     return value, i
 
 
-def _product(tokens: list[str], i: int) -> tuple[Fraction, int]:
-    value, i = _factor(tokens, i)
+def _product(tokens: list[str], i: int, depth: int) -> tuple[Fraction, int]:
+    value, i = _factor(tokens, i, depth)
     while i < len(tokens) and tokens[i] in "*/":
         op = tokens[i]
-        right, i = _factor(tokens, i + 1)
+        right, i = _factor(tokens, i + 1, depth)
         value = value * right if op == "*" else value / right
     return value, i
 
 
-def _factor(tokens: list[str], i: int) -> tuple[Fraction, int]:
+def _factor(tokens: list[str], i: int, depth: int) -> tuple[Fraction, int]:
+    if depth > MAX_NESTING:
+        raise ValueError("nested too deeply")
     token = tokens[i]
     if token == "-":
-        value, i = _factor(tokens, i + 1)
+        value, i = _factor(tokens, i + 1, depth + 1)
         return -value, i
     if token == "(":
-        value, i = _sum(tokens, i + 1)
+        value, i = _sum(tokens, i + 1, depth + 1)
         if tokens[i] != ")":
             raise ValueError("unclosed parenthesis")
         return value, i + 1
@@ -283,7 +304,9 @@ _LINE_NUMBER = re.compile(r"(?<![\d.])\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def stated_numbers(line: str) -> list[Fraction]:
-    return [Fraction(n.replace(",", "")) for n in _LINE_NUMBER.findall(_ANNOTATION.sub("", line))]
+    """The numbers a line states (its first `MAX_LINE_NUMBERS`)."""
+    numbers = [n for n in _LINE_NUMBER.findall(_ANNOTATION.sub("", line)) if len(n) <= MAX_NUMBER_LENGTH]
+    return [Fraction(n.replace(",", "")) for n in numbers[:MAX_LINE_NUMBERS]]
 
 
 # ---- critics --------------------------------------------------------------------------
@@ -309,6 +332,9 @@ class OracleCritic:
         self.allowed = (
             {v for v in reference.line_values if v is not None} | set(reference.givens) | TRIVIAL_NUMBERS
         )
+        self._steps_of: dict[Fraction, list[int]] = {}  # value -> the reference steps computing it
+        for j, value in enumerate(reference.line_values):
+            self._steps_of.setdefault(value, []).append(j)
 
     def critique(self, question: str, solution: str) -> Critique:
         reference = self.reference
@@ -358,12 +384,10 @@ class OracleCritic:
 
     def _advance(self, pointer: int, values: list[Fraction]) -> int:
         """The reference pointer after a correct line that computed `values`."""
-        line_values = self.reference.line_values
         for value in values:
-            for j in range(pointer, len(line_values)):
-                if line_values[j] == value:
-                    pointer = j + 1
-                    break
+            later = [j for j in self._steps_of.get(value, ()) if j >= pointer]
+            if later:
+                pointer = later[0] + 1
         return pointer
 
     def _reference_line(self, pointer: int) -> str | None:

@@ -148,8 +148,11 @@ class ScriptedDefender:
         )
 
 
-_HOW = re.compile(r"^how (?:do|can|could|would|should) (?:i|you|someone|one|we|people) (.+?)[?.!]*$", re.I)
-_WHERE = re.compile(r"^where (?:can|could|do|would) (?:i|you|someone|one) (.+?)[?.!]*$", re.I)
+# The request ends at its last character that is not `?.!` (a lazy `(.+?)[?.!]*$` is quadratic).
+_HOW = re.compile(
+    r"^how (?:do|can|could|would|should) (?:i|you|someone|one|we|people) (.*[^?.!\n]|[?.!])[?.!]*$", re.I
+)
+_WHERE = re.compile(r"^where (?:can|could|do|would) (?:i|you|someone|one) (.*[^?.!\n]|[?.!])[?.!]*$", re.I)
 
 
 def request_forms(request: str) -> list[str]:

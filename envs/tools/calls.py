@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,11 +28,15 @@ from typing import Any
 FINAL_ANSWER = re.compile(r"final\s*answer\s*:\s*(.*)\Z", re.IGNORECASE | re.DOTALL)
 ACTION_INPUT = re.compile(r"action\s*input\s*:", re.IGNORECASE)
 ACTION_PREFIX = re.compile(r"^\s*action\s*:\s*", re.IGNORECASE)
-ARGUMENTS_END = re.compile(r"\n\s*(observation|thought|final\s*answer)\s*:", re.IGNORECASE)
+# `[ \t]*`, not `\s*`, after a newline: `\s*` spans the next newlines, retried at each (quadratic).
+ARGUMENTS_END = re.compile(r"\n[ \t]*(observation|thought|final\s*answer)\s*:", re.IGNORECASE)
 NAME = re.compile(r"[A-Za-z_][\w.\-]*")
 PY_CALL = re.compile(r"[A-Za-z_]\w*\s*\(.*\)", re.DOTALL)
-FENCE = re.compile(r"^\s*```[\w-]*\s*$", re.MULTILINE)
+FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.MULTILINE)
 NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+MAX_ACTION_LENGTH = 16_384  # a longer text is refused before it is read
+MAX_NESTING = 20  # lists and objects inside one another in a call's arguments
+MAX_DIGITS = 100  # digits of one integer argument
 FORMAT_HINT = (
     'Reply with one tool call — {"name": "<tool>", "arguments": {...}}, or Action: <tool> then '
     "Action Input: {...} — or with Final Answer: <answer>."
@@ -67,6 +72,8 @@ def strip_fences(text: str) -> str:
 
 def parse_action(text: str) -> Action:
     """Read one action (a call or a final answer) from an agent's text."""
+    if len(text) > MAX_ACTION_LENGTH:
+        return Action(error=f"the action is longer than {MAX_ACTION_LENGTH} characters. " + FORMAT_HINT)
     text = strip_fences(text)
     if not text:
         return Action(error="the action is empty. " + FORMAT_HINT)
@@ -106,18 +113,59 @@ def _react(head: str, tail: str) -> Action:
 
 def _json_object(text: str, what: str) -> tuple[Any, str | None]:
     try:
-        value, end = json.JSONDecoder().raw_decode(text)
+        value, end = _DECODER.raw_decode(text)
     except json.JSONDecodeError as error:
         return None, f"{what} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+    except (ValueError, RecursionError) as error:  # NaN/Infinity, or nesting past the recursion limit
+        return None, f"{what} is not valid JSON ({error})"
+    if _depth(value) > MAX_NESTING:
+        return None, f"{what} nests lists and objects more than {MAX_NESTING} levels deep"
     if text[end:].strip():
         return None, f"{what} has text after its JSON value: {text[end:].strip()[:40]!r} (one call per turn)"
     return value, None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"an integer of more than {MAX_DIGITS} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of a number's range")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_int=_bounded_int, parse_float=_finite_float
+)
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _json_call(text: str) -> Action:
     value, error = _json_object(text, "the tool call")
     if error:
         return Action(error=error)
+    if not isinstance(value, dict):
+        return Action(error='a JSON tool call is an object: {"name": "<tool>", "arguments": {...}}')
     if isinstance(value.get("function"), dict):  # OpenAI's {"type": "function", "function": {...}}
         value = value["function"]
     name = value.get("name")
@@ -138,9 +186,10 @@ def _json_call(text: str) -> Action:
 
 
 def _python_call(text: str) -> Action:
+    """`name(key=value, ...)` read from Python's syntax tree: only literal values (no `eval`)."""
     try:
         node = ast.parse(text, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError, MemoryError, RecursionError):  # also too long a number, nesting
         return Action(error=f"cannot parse the call {text[:80]!r}. " + FORMAT_HINT)
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
         return Action(error=f"cannot parse the call {text[:80]!r}. " + FORMAT_HINT)
@@ -148,11 +197,49 @@ def _python_call(text: str) -> Action:
         return Action(error=f"pass the arguments of {node.func.id} by name: {node.func.id}(key=value, ...)")
     arguments = {}
     for keyword in node.keywords:
+        if keyword.arg is None:
+            return Action(
+                error=f"pass the arguments of {node.func.id} by name: {node.func.id}(key=value, ...)"
+            )
         try:
-            arguments[keyword.arg] = ast.literal_eval(keyword.value)
-        except ValueError:
-            return Action(error=f"the value of {keyword.arg!r} in {node.func.id}(...) must be a literal")
+            arguments[keyword.arg] = json_literal(keyword.value)
+        except ValueError as error:
+            return Action(
+                error=f"the value of {keyword.arg!r} in {node.func.id}(...) must be a literal ({error})"
+            )
     return Action(call=Call(node.func.id, arguments))
+
+
+def json_literal(node: ast.AST, depth: int = 0) -> Any:
+    """The JSON value a Python literal's syntax tree writes: a string, a finite number, a
+    boolean, None, a list (or tuple) or a dict with string keys, at most `MAX_NESTING` deep.
+    Anything else (names, calls, operators, sets, bytes...) is a ValueError; nothing is evaluated."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = json_literal(node.operand, depth + 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("a sign applies to a number only")
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_DIGITS:
+            raise ValueError(f"an integer of more than {MAX_DIGITS} digits")
+        if value is None or isinstance(value, (str, bool, int)):
+            return value
+        if isinstance(value, float) and math.isfinite(value):
+            return value
+        raise ValueError(f"{type(value).__name__} is not a JSON value")
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [json_literal(item, depth + 1) for item in node.elts]
+    if isinstance(node, ast.Dict):
+        result = {}
+        for key, item in zip(node.keys, node.values):
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                raise ValueError("the keys of a dict must be strings")
+            result[key.value] = json_literal(item, depth + 1)
+        return result
+    raise ValueError(f"{type(node).__name__} is not a literal")
 
 
 # ---- OOD-Toolset's call strings and metrics ----------------------------------------------

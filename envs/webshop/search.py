@@ -6,7 +6,8 @@ anything but letters and digits, stripped of stop words, and plurals are folded
 ("shoes" -> "shoe", "berries" -> "berry"). Scoring is Okapi BM25 with Anserini's
 defaults (k1 = 0.9, b = 0.4, the parameters of WebShop's Pyserini index). Every posting
 holds its term's precomputed BM25 weight, so a query is one vector add per query term;
-ties rank by catalogue order. `product_search(catalog)` caches an index per process.
+ties rank by catalogue order. `product_search(catalog)` keeps the indexes of the most
+recently used catalogues, up to `MAX_CACHED_PRODUCTS` products in all.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from envs.webshop.catalog import Catalog, Product, catalog
+from envs.caches import BoundedCache
+from envs.webshop.catalog import MAX_CACHED_PRODUCTS, Catalog, Product
 
 K1 = 0.9
 B = 0.4
 TOKEN = re.compile(r"[a-z0-9]+")
+MAX_WORD_LENGTH = 40
 STOPWORDS = frozenset(
     "a an and are as at be but by for from has have i i'm im in into is it its looking me my need "
     "of on or our so that the their this to want was we with you your".split()
@@ -44,7 +47,10 @@ def fold(word: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    return [fold(word) for word in TOKEN.findall(text.lower()) if word not in STOPWORDS]
+    """The search terms of a text; words over `MAX_WORD_LENGTH` (in no product) are left out,
+    so a client's query cannot fill `fold`'s cache with long words."""
+    words = TOKEN.findall(text.lower())
+    return [fold(word) for word in words if word not in STOPWORDS and len(word) <= MAX_WORD_LENGTH]
 
 
 def product_document(product: Product) -> str:
@@ -124,14 +130,15 @@ class SearchIndex:
         return ranked[:limit].tolist()
 
 
-@functools.lru_cache(maxsize=4)
-def _index(num_products: int, seed: int) -> SearchIndex:
-    return SearchIndex([product_document(product) for product in catalog(num_products, seed).products])
+INDEXES: BoundedCache[SearchIndex] = BoundedCache(MAX_CACHED_PRODUCTS, weight=lambda index: index.size)
 
 
 def product_search(shop: Catalog) -> SearchIndex:
     """The search index of a catalogue made by `catalog(num_products, seed)`, once per process."""
-    return _index(len(shop), shop.seed)
+    return INDEXES.get(
+        (len(shop), shop.seed),
+        lambda: SearchIndex([product_document(product) for product in shop.products]),
+    )
 
 
 def search_products(shop: Catalog, query: str, limit: int = 50) -> list[Product]:
