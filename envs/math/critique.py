@@ -101,7 +101,7 @@ class CritiqueFormatError(ValueError):
 
 
 _BLOCK = re.compile(
-    r"^[ \t>#*_-]*(?:step[ \t]*(\d+)|(final[ \t]+answer))[ \t*_]*(?:[:.)\-–][ \t*_]*)?([^\n]*)$",
+    r"^[ \t>#*_-]*(?:step[ \t]*(\d{1,9})(?!\d)|(final[ \t]+answer))[ \t*_]*(?:[:.)\-–][ \t*_]*)?([^\n]*)$",
     re.IGNORECASE | re.MULTILINE,
 )
 _FIELD = re.compile(
