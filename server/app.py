@@ -21,14 +21,11 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 import envs
 from server.errors import ApiError
 from server.http import allowed_hosts, host_allowed, json_body, token_matches
-from server.openapi import openapi_document
+from server.openapi import MAX_SEED, openapi_document
 from server.sessions import Session, SessionStore
 from server.workers import WorkerPool
 
 log = logging.getLogger(__name__)
-
-MAX_SEED = 2**63 - 1
-
 
 @dataclass
 class ServerLimits:

@@ -21,6 +21,7 @@ ERROR_TYPES: dict[int, tuple[str, ...]] = {
     401: ("unauthorized",),
     403: ("host_not_allowed",),
     404: ("unknown_session", "not_found"),
+    405: ("method_not_allowed",),
     409: ("reset_needed", "episode_over"),
     410: ("session_lost",),
     413: ("too_large",),
@@ -35,12 +36,13 @@ _ERROR_TEXT = {
     401: "missing or wrong bearer token",
     403: "the Host header names no host this server answers to (DNS rebinding guard)",
     404: "unknown session: never created, deleted, expired, or the server restarted",
+    405: "the path names no route for this method (a session id, once decoded, that holds a '/')",
     409: "step or expert before reset, or after the episode ended",
     410: "session lost: the worker process holding it died; start a fresh session",
     413: "request body, batch or action too large",
     415: "the body is not application/json",
     429: "at capacity (see Retry-After)",
-    500: "the env raised on a request that passed validation (generic message; details in the server log)",
+    500: "the env raised on a valid request (env_error) or the server failed (internal_error); details in its log",
     503: "the session's worker stayed busy, or no worker is alive (see Retry-After)",
     504: "the call ran past the time limit; its worker was replaced and the session is gone",
 }
@@ -49,7 +51,7 @@ _RETRY_AFTER = {
 }
 _ANY = (403, 500)  # any route: the Host check, and a server fault
 _BODY_ERRORS = (400, 413, 415)  # any route that reads a JSON body
-_SESSION_ERRORS = (404, 410, 503, 504)  # any route that runs a call in a session's worker
+_SESSION_ERRORS = (404, 405, 410, 503, 504)  # any route of a session (a path with its id)
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +107,7 @@ def _create_schema(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "required": ["env"],
                 "properties": {
                     "env": {"const": env_id},
-                    "kwargs": spec.get("kwargs_schema") or {"type": "object"},
+                    "kwargs": {"anyOf": [spec.get("kwargs_schema") or {"type": "object"}, {"type": "null"}]},
                 },
             }
         )
@@ -124,7 +126,15 @@ def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[s
     """The document for a server serving `env_ids`; `token_required` when it has a bearer token."""
     specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
     max_action = max((int(spec["max_action_length"]) for spec in specs.values()), default=None)
-    sid = [{"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}]
+    sid = [
+        {
+            "name": "sid",
+            "in": "path",
+            "required": True,
+            "description": "a session id, as `POST /sessions` answered it",
+            "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+        }
+    ]
     auth = (401,) if token_required else ()
     reset_schema = {
         "type": "object",
@@ -372,7 +382,7 @@ def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[s
                     "operationId": "deleteSession",
                     "summary": "Close a session",
                     "parameters": sid,
-                    "responses": {"204": {"description": "closed"}, **_errors(*auth, 404, 410)},
+                    "responses": {"204": {"description": "closed"}, **_errors(*auth, 404, 405, 410)},
                 }
             },
             "/step": {

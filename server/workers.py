@@ -466,14 +466,15 @@ class WorkerPool:
             if worker is None or not worker.alive:
                 rows.append({"slot": slot, "alive": False})
                 continue
-            busy = worker.busy_since is not None
+            since = worker.busy_since  # read once: the call may end meanwhile
+            busy = since is not None
             rows.append(
                 {
                     "slot": slot,
                     "alive": worker.process.is_alive(),
                     "pid": worker.pid,
                     "busy": busy,
-                    "busy_s": round(now - worker.busy_since, 3) if busy else 0.0,
+                    "busy_s": round(max(0.0, now - since), 3) if since is not None else 0.0,
                     "sessions": len(worker.sessions),
                     "draining": worker.draining,
                 }
