@@ -9,6 +9,7 @@ error leaves through one handler as `{"error": {"type", "message"}}`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from server.sessions import Session, SessionStore
 from server.workers import WorkerPool
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class ServerLimits:
@@ -142,15 +144,15 @@ class EnvService:
             self.store.admit(admitted, session)
         return session.sid
 
-    def reset(self, sid: str, args: dict[str, Any]) -> dict[str, Any]:
+    def reset(self, sid: str, args: dict[str, Any]) -> bytes:
         session = self.store.get(sid)
         return self._call(session, "reset", **self.check_reset(session, args))
 
-    def step(self, sid: str, action: Any) -> dict[str, Any]:
+    def step(self, sid: str, action: Any) -> bytes:
         session = self.store.get(sid)
         return self._call(session, "step", **self.check_action(session, action))
 
-    def expert(self, sid: str) -> dict[str, Any]:
+    def expert(self, sid: str) -> bytes:
         return self._call(self.store.get(sid), "expert")
 
     def delete(self, sid: str) -> None:
@@ -162,7 +164,7 @@ class EnvService:
         if session.worker is not None:
             self.pool.close_session(session.worker, session.sid)
 
-    def batch(self, entries: Any) -> list[dict[str, Any]]:
+    def batch(self, entries: Any) -> bytes:
         """Steps and resets of many sessions: one message per worker, workers in parallel."""
         if not isinstance(entries, list):
             raise ApiError(
@@ -170,13 +172,13 @@ class EnvService:
             )
         if len(entries) > self.limits.max_batch:
             raise ApiError(413, "too_large", f"at most {self.limits.max_batch} entries in one batch")
-        results: list[dict[str, Any] | None] = [None] * len(entries)
+        results: list[bytes] = [b""] * len(entries)
         groups: dict[Any, list[tuple[int, Session, tuple]]] = {}
         for index, item in enumerate(entries):
             try:
                 session, call = self._batch_call(item)
             except ApiError as error:
-                results[index] = {"status": error.status, **error.body()}
+                results[index] = _json({"status": error.status, **error.body()})
                 continue
             groups.setdefault(session.worker, []).append((index, session, call))
 
@@ -192,11 +194,13 @@ class EnvService:
                     session.touch()
             for (index, _, _), answer in zip(group, answers):
                 if isinstance(answer, ApiError):
-                    results[index] = {"status": answer.status, **answer.body()}
+                    results[index] = _json({"status": answer.status, **answer.body()})
                 elif answer[0] == "error":
-                    results[index] = {"status": answer[1], "error": {"type": answer[2], "message": answer[3]}}
-                else:
-                    results[index] = {"status": 200, **answer[1]}
+                    results[index] = _json(
+                        {"status": answer[1], "error": {"type": answer[2], "message": answer[3]}}
+                    )
+                else:  # the worker's JSON object, with the status put first
+                    results[index] = b'{"status":200,' + answer[1][1:]
 
         group_list = list(groups.values())
         if len(group_list) == 1:
@@ -204,7 +208,7 @@ class EnvService:
         else:
             for future in [self.batch_pool.submit(run_group, group) for group in group_list]:
                 future.result()
-        return results  # type: ignore[return-value]
+        return b'{"results":[' + b",".join(results) + b"]}"
 
     def _batch_call(self, item: Any) -> tuple[Session, tuple]:
         if not isinstance(item, dict) or not isinstance(item.get("session"), str):
@@ -232,6 +236,15 @@ class EnvService:
         self.store.close_all()
         self.pool.close()
         self.batch_pool.shutdown(wait=False)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _json_response(body: bytes) -> Response:
+    """A 200 answer whose JSON was encoded already (by a worker)."""
+    return Response(body, mimetype="application/json")
 
 
 def service() -> EnvService:
@@ -267,7 +280,7 @@ def create_session():
 
 @routes.post("/sessions/<sid>/reset")
 def reset(sid: str):
-    return jsonify(service().reset(sid, json_body(request)))
+    return _json_response(service().reset(sid, json_body(request)))
 
 
 @routes.post("/sessions/<sid>/step")
@@ -275,12 +288,12 @@ def step(sid: str):
     data = json_body(request, required=True)
     if "action" not in data:
         raise ApiError(400, "missing_field", "'action' is required")
-    return jsonify(service().step(sid, data["action"]))
+    return _json_response(service().step(sid, data["action"]))
 
 
 @routes.post("/sessions/<sid>/expert")
 def expert(sid: str):
-    return jsonify(service().expert(sid))
+    return _json_response(service().expert(sid))
 
 
 @routes.delete("/sessions/<sid>")
@@ -292,7 +305,7 @@ def delete(sid: str):
 @routes.post("/step")
 def batch_step():
     data = json_body(request, required=True)
-    return jsonify(results=service().batch(data.get("steps")))
+    return _json_response(service().batch(data.get("steps")))
 
 
 def _api_error(error: ApiError):

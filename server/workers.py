@@ -14,12 +14,14 @@ its base after load.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -29,8 +31,11 @@ from server.errors import ApiError
 
 log = logging.getLogger(__name__)
 
+MAX_QUEUED_CALLS = 4096  # calls waiting for one worker; more answer 503 worker_busy
+
 Call = tuple[str, str, dict[str, Any]]  # (op, session id, arguments)
-Reply = tuple  # ("ok", result) | ("error", status, type, message)
+Reply = tuple  # ("ok", result) | ("json", JSON bytes of the result) | ("error", status, type, message)
+CLIENT_OPS = frozenset({"reset", "step", "expert"})  # results that go to the client as they are
 
 
 # ---- the worker's side -----------------------------------------------------------------
@@ -64,7 +69,10 @@ class _EnvCalls:
     def __call__(self, call: Call) -> Reply:
         op, sid, args = call
         try:
-            return ("ok", getattr(self, "op_" + op)(sid, **args))
+            result = getattr(self, "op_" + op)(sid, **args)
+            if op in CLIENT_OPS:  # encoded here, in parallel with the front and other workers
+                return ("json", json.dumps(result, separators=(",", ":")).encode())
+            return ("ok", result)
         except ApiError as error:
             return ("error", error.status, error.type, error.message)
         except Exception as error:  # env code failed on a request that passed validation
@@ -155,18 +163,32 @@ def worker_main(conn: Connection, env_ids: list[str], env_overrides: dict[str, d
 
 # ---- the front's side ------------------------------------------------------------------
 @dataclass(eq=False)
+class _Waiting:
+    """A call sent to a worker, waiting for its answer."""
+
+    sid: str
+    done: bool = False
+    answer: Any = None
+
+
+@dataclass(eq=False)
 class Worker:
     """The front's handle on one worker process."""
 
     slot: int
     process: Any
     conn: Connection
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    cv: threading.Condition = field(default_factory=threading.Condition)  # guards the fields below
+    pending: deque = field(default_factory=deque)  # calls sent, in the order the worker answers them
+    reading: bool = False  # a caller is reading replies
+    pipe_closed: bool = False
     sessions: set[str] = field(default_factory=set)
     alive: bool = True
     draining: bool = False  # takes no new sessions; replaced once its last session closes
     served: int = 0
-    busy_since: float | None = None
+    busy_since: float | None = None  # when the call running now started
+    deadline: float | None = None  # when the call running now is past its time limit
+    timed_out: bool = False
     rss: int | None = None
 
     @property
@@ -241,6 +263,8 @@ class WorkerPool:
             raise RuntimeError("no env worker process could start; see the log above")
         self._monitor = threading.Thread(target=self._watch, name="worker-monitor", daemon=True)
         self._monitor.start()
+        if self.call_timeout is not None:
+            threading.Thread(target=self._watchdog, name="worker-watchdog", daemon=True).start()
         atexit.register(self._exiting)
 
     def _exiting(self) -> None:
@@ -308,10 +332,11 @@ class WorkerPool:
         if kill:
             worker.process.kill()
         else:
-            try:
-                worker.conn.send(("stop",))
-            except OSError:
-                worker.process.kill()
+            with worker.cv:
+                try:
+                    worker.conn.send(("stop",))
+                except (OSError, ValueError):
+                    worker.process.kill()
         threading.Thread(target=self._reap_process, args=(worker,), daemon=True).start()
         if lost:
             self.on_lost(lost, reason)
@@ -323,7 +348,6 @@ class WorkerPool:
         if worker.process.is_alive():
             worker.process.kill()
             worker.process.join(5)
-        worker.conn.close()
 
     def _watch(self) -> None:
         while not self._closed:
@@ -366,52 +390,107 @@ class WorkerPool:
 
     # ---- calls --------------------------------------------------------------------------
     def run(self, worker: Worker, calls: list[Call]) -> list[Reply | ApiError]:
-        """Run `calls` in order on `worker`; each answer is a reply or the ApiError for it."""
-        wait = self.call_timeout if self.call_timeout is not None else -1
-        if not worker.lock.acquire(timeout=wait):
-            busy = ApiError(
-                503,
-                "worker_busy",
-                "the session's worker stayed busy past the time limit; retry",
-                headers={"Retry-After": "1"},
-            )
-            return [busy] * len(calls)
-        answers: list[Reply | ApiError] = []
-        try:
-            if not worker.alive:
+        """Run `calls` in order on `worker`; each answer is a reply or the ApiError for it.
+
+        Calls are pipelined: they queue in the worker's pipe, so it never waits for the
+        front between calls. Replies come back in order; whichever waiting caller holds
+        the reader role hands each one to its caller (no extra thread hop when one
+        caller is alone)."""
+        waiting = [_Waiting(call[1]) for call in calls]
+        with worker.cv:
+            if worker.pipe_closed or not worker.alive:
                 return [self._lost(call[1]) for call in calls]
-            worker.busy_since = time.monotonic()
+            if len(worker.pending) + len(calls) > MAX_QUEUED_CALLS:
+                busy = ApiError(
+                    503,
+                    "worker_busy",
+                    "the session's worker has too many calls queued; retry",
+                    headers={"Retry-After": "1"},
+                )
+                return [busy] * len(calls)
+            if not worker.pending:
+                worker.busy_since, worker.deadline = time.monotonic(), self._deadline()
+            worker.pending.extend(waiting)
             try:
                 worker.conn.send(("calls", calls))
             except (OSError, ValueError):
-                self._retire(worker, "its worker process died")
-                return [self._lost(call[1]) for call in calls]
-            for index, call in enumerate(calls):
-                try:
-                    ready = worker.conn.poll(self.call_timeout)
-                    reply = worker.conn.recv() if ready else None
-                except (EOFError, OSError):
-                    self._retire(worker, "its worker process died")
-                    answers.append(self._lost(call[1]))
-                    answers.extend(self._lost(c[1]) for c in calls[index + 1 :])
-                    return answers
-                if reply is None:
-                    self._retire(worker, f"another call on its worker ran past {self.call_timeout} s")
-                    answers.append(
-                        ApiError(
-                            504,
-                            "step_timeout",
-                            f"the env call took longer than {self.call_timeout}s; "
-                            f"session {call[1]} was closed",
-                        )
+                pass  # the reader finds the pipe closed and answers these calls
+        self._await(worker, waiting[-1])
+        return [item.answer for item in waiting]
+
+    def _await(self, worker: Worker, last: _Waiting) -> None:
+        """Wait until `last` (and so every call before it) is answered, reading replies
+        while no other caller is."""
+        while True:
+            with worker.cv:
+                while not last.done and worker.reading:
+                    worker.cv.wait()
+                if last.done:
+                    return
+                worker.reading = True
+            try:
+                self._read_until(worker, last)
+            finally:
+                with worker.cv:
+                    worker.reading = False
+                    worker.cv.notify_all()
+
+    def _read_until(self, worker: Worker, last: _Waiting) -> None:
+        while not last.done:
+            try:
+                reply = worker.conn.recv()
+            except (EOFError, OSError):
+                self._fail_pending(worker)
+                return
+            with worker.cv:
+                item = worker.pending.popleft()
+                if worker.pending:
+                    worker.busy_since, worker.deadline = time.monotonic(), self._deadline()
+                else:
+                    worker.busy_since = worker.deadline = None
+                item.answer, item.done = reply, True
+                worker.cv.notify_all()
+
+    def _fail_pending(self, worker: Worker) -> None:
+        """The worker's pipe closed: the call that ran past its limit gets 504, the calls
+        queued behind it (or all, if the worker died) get 410."""
+        with worker.cv:
+            worker.pipe_closed = True
+            left = list(worker.pending)
+            worker.pending.clear()
+            worker.busy_since = worker.deadline = None
+            for index, item in enumerate(left):
+                if index == 0 and worker.timed_out:
+                    item.answer = ApiError(
+                        504,
+                        "step_timeout",
+                        f"the env call took longer than {self.call_timeout}s; session {item.sid} was closed",
                     )
-                    answers.extend(self._lost(c[1]) for c in calls[index + 1 :])
-                    return answers
-                answers.append(reply)
-            return answers
-        finally:
-            worker.busy_since = None
-            worker.lock.release()
+                else:
+                    item.answer = self._lost(item.sid)
+                item.done = True
+            worker.cv.notify_all()
+        if not worker.timed_out:
+            self._retire(worker, "its worker process died")
+        worker.conn.close()
+
+    def _deadline(self) -> float | None:
+        return None if self.call_timeout is None else time.monotonic() + self.call_timeout
+
+    def _watchdog(self) -> None:
+        """Kill workers whose running call is past its time limit (its reader then gets EOF)."""
+        tick = 0.05 if self.call_timeout is None else min(0.05, self.call_timeout / 4)
+        while not self._closed:
+            time.sleep(tick)
+            now = time.monotonic()
+            for worker in self.workers():
+                deadline = worker.deadline
+                if deadline is not None and now > deadline:
+                    worker.timed_out = True
+                    log.warning(
+                        "env worker %d ran a call past %s s; replacing it", worker.slot, self.call_timeout
+                    )
+                    self._retire(worker, f"another call on its worker ran past {self.call_timeout} s")
 
     @staticmethod
     def _lost(sid: str) -> ApiError:
@@ -426,7 +505,7 @@ class WorkerPool:
             raise answer
         if answer[0] == "error":
             raise ApiError(answer[1], answer[2], answer[3])
-        return answer[1]
+        return answer[1]  # a result, or JSON bytes for CLIENT_OPS
 
     def close_session(self, worker: Worker, sid: str) -> None:
         """Close `sid` in its worker; a worker past its memory or session budget is drained."""
