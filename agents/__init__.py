@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, conversation, parse_action, window
+from agents.base import (
+    Agent,
+    AgentInput,
+    AgentOutput,
+    Message,
+    SamplingParams,
+    conversation,
+    parse_action,
+    seed_rngs,
+    window,
+)
 
 
 def load_agent(spec: str, **kwargs: Any) -> Agent:
@@ -55,7 +65,8 @@ class LazyAgent:
     """The agent a spec names, built on first use; it pickles as its spec.
 
     Env servers hand counterparts (critic, defender, judge) to worker processes this way:
-    each worker builds its own agent instead of receiving a copy of a loaded model."""
+    each worker builds its own agent instead of receiving a copy of a loaded model. It meets
+    the counterparts' protocol (`complete`) and tells `needs_env` without building the agent."""
 
     def __init__(self, spec: str, **kwargs: Any):
         kind = spec.partition(":")[0]
@@ -65,12 +76,24 @@ class LazyAgent:
         self.kwargs = kwargs
         self._agent: Agent | None = None
 
+    def load(self) -> Agent:
+        """The agent, built now if it was not yet."""
+        if self._agent is None:
+            self._agent = load_agent(self.spec, **self.kwargs)
+        return self._agent
+
+    @property
+    def needs_env(self) -> bool:
+        return self._agent.needs_env if self._agent is not None else self.spec == "expert"
+
+    def complete(self, conversations: list[list[Message]], **sampling: Any) -> list[list[str]]:
+        """`Agent.complete` of the agent (built on the first call)."""
+        return self.load().complete(conversations, **sampling)
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("spec", "kwargs", "_agent"):
             raise AttributeError(name)
-        if self._agent is None:
-            self._agent = load_agent(self.spec, **self.kwargs)
-        return getattr(self._agent, name)
+        return getattr(self.load(), name)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self.spec, "kwargs": self.kwargs, "_agent": None}
@@ -88,5 +111,6 @@ __all__ = [
     "conversation",
     "load_agent",
     "parse_action",
+    "seed_rngs",
     "window",
 ]

@@ -5,11 +5,16 @@ observations as user messages, the agent's replies as assistant messages. Backen
 (`agents.hf`, `agents.vllm_backend`, `agents.openai_compat`, `agents.scripted`) turn a batch of
 conversations into replies in one call; `parse_action` turns a reply into the action
 text the env receives (in one place, for every backend), and the raw reply is kept.
+`Agent.complete` makes any agent an env's model counterpart (a critic, a defender, a judge:
+the `Completer` protocol of `envs.counterparts`, met here without importing envs).
 """
 
 from __future__ import annotations
 
+import random
 import re
+import secrets
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +41,12 @@ class SamplingParams:
             raise ValueError("max_new_tokens and n must be >= 1")
 
 
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """`text` up to the first occurrence of any of the `stop` strings (backends may return them whole)."""
+    cuts = [index for index in (text.find(s) for s in stop if s) if index >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
 @dataclass
 class AgentInput:
     """One live episode as an agent sees it.
@@ -60,7 +71,8 @@ class AgentOutput:
 
 
 class Agent:
-    """Base class: subclasses implement `generate`; `act` parses actions from the replies."""
+    """Base class: subclasses implement `generate`; `act` parses actions from the replies;
+    `complete` answers plain chat conversations (an env's counterpart calls it)."""
 
     name: str = "agent"
     needs_env: bool = False  # acts by reading the episode's env object (AgentInput.env), not text alone
@@ -79,8 +91,41 @@ class Agent:
             outputs.append(AgentOutput(text=text, action=parse_action(text), samples=list(replies)))
         return outputs
 
+    def complete(
+        self,
+        conversations: list[list[Message]],
+        *,
+        temperature: float = 0.0,
+        max_new_tokens: int = 256,
+        n: int = 1,
+        seed: int | None = None,
+    ) -> list[list[str]]:
+        """`n` raw replies to each conversation: `envs.counterparts.Completer`, so that any agent
+        can be an env's critic, defender, attacker or judge model. A `seed` seeds the RNGs the
+        backend samples from first (`seed_rngs`)."""
+        if not conversations:
+            return []
+        if seed is not None:
+            seed_rngs(seed)
+        sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=n)
+        outputs = self.act([AgentInput(messages=list(messages)) for messages in conversations], sampling)
+        return [list(output.samples or [output.text]) for output in outputs]
+
     def close(self) -> None:
         """Free what the backend holds (models, connections)."""
+
+
+def seed_rngs(seed: int | None) -> None:
+    """Seed the RNGs a backend samples from: with `seed`, else with a fresh random one.
+
+    A fresh seed per call keeps unseeded calls independent even for a backend that restores
+    torch's global RNG after sampling (then every call would replay one stream).
+    """
+    seed = secrets.randbits(63) if seed is None else seed % 2**63
+    random.seed(seed)
+    torch = sys.modules.get("torch")  # only a backend that already imported torch samples with it
+    if torch is not None:
+        torch.manual_seed(seed)
 
 
 # `^[ \t]*`: a `^\s*` spans the blank lines below, retried at each line (quadratic on many newlines).

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from agents.base import Agent, AgentInput, AgentOutput, Message, SamplingParams
+from agents.base import Agent, AgentInput, AgentOutput, Message, SamplingParams, cut_at_stop
 from agents.prefix_cache import CachedDecoder, PrefixCache, top_p_filter
 
 
@@ -200,12 +200,6 @@ def agent_truncation_step(agent: Any, limit: int | None) -> int:
     if agent.truncation_step is not None:
         return agent.truncation_step
     return max(1, (limit or 0) // 4)
-
-
-def cut_at_stop(text: str, stop: list[str]) -> str:
-    """`text` up to the first occurrence of any of the `stop` strings."""
-    cuts = [index for index in (text.find(s) for s in stop if s) if index >= 0]
-    return text[: min(cuts)] if cuts else text
 
 
 def sampling_options(sampling: SamplingParams) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from agents.base import Agent, AgentInput, SamplingParams
+from agents.base import Agent, AgentInput, SamplingParams, cut_at_stop
 
 API_KEY_ENV = "OPENAI_API_KEY"
 EVOL_API_KEY_ENV = "EVOL_AGENT_API_KEY"
@@ -51,17 +51,6 @@ def api_base(url: str) -> str:
     if not urlsplit(url).path:
         return url + "/v1"
     return url
-
-
-def cut_at_stop(text: str, stop: list[str]) -> str:
-    """`text` up to the first occurrence of any stop string (servers may return it whole)."""
-    cut = len(text)
-    for marker in stop:
-        if marker:
-            index = text.find(marker)
-            if index != -1:
-                cut = min(cut, index)
-    return text[:cut]
 
 
 def tool_call_text(call: dict[str, Any]) -> str:
@@ -245,7 +234,7 @@ class OpenAIAgent(Agent):
             body["tools"] = self.tools
         return body
 
-    def complete(self, messages: list[dict[str, Any]], sampling: SamplingParams) -> list[str]:
+    def chat_replies(self, messages: list[dict[str, Any]], sampling: SamplingParams) -> list[str]:
         """`sampling.n` replies to one conversation: asked for in one request, topped up if fewer come back."""
         replies: list[str] = []
         while len(replies) < sampling.n:
@@ -267,8 +256,8 @@ class OpenAIAgent(Agent):
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
         if len(inputs) == 1:
-            return [self.complete(inputs[0].messages, sampling)]
-        futures = [self._pool.submit(self.complete, item.messages, sampling) for item in inputs]
+            return [self.chat_replies(inputs[0].messages, sampling)]
+        futures = [self._pool.submit(self.chat_replies, item.messages, sampling) for item in inputs]
         try:
             return [future.result() for future in futures]
         except BaseException:

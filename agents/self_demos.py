@@ -56,7 +56,6 @@ QUERY_LINE = re.compile(r"^\s*(?:\*+\s*)?query\s*(?:\*+\s*)?:\s*(.*)$", re.IGNOR
 CALLS_LINE = re.compile(r"^\s*(?:\*+\s*)?function\s*calls?\s*(?:\*+\s*)?:\s*(.*)$", re.IGNORECASE)
 PY_CALL = re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)\s*$")
 MAX_REPLY_LENGTH = 32_768  # a longer generated example is read from its first characters only
-MAX_NESTING = 20  # lists and objects inside one another in a call's arguments
 
 
 @dataclass
@@ -112,7 +111,7 @@ class SelfDemosAgent(Agent):
 
     # ---- the agent interface ----------------------------------------------------------
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
-        keys = [episode_key(item.messages) for item in inputs]
+        keys = [opening_key(item.messages) for item in inputs]
         todo: dict[str, AgentInput] = {}
         for key, item in zip(keys, inputs, strict=True):
             if key not in self._prepared and key not in todo and _task_of(item.info) is not None:
@@ -127,7 +126,7 @@ class SelfDemosAgent(Agent):
 
     def preparation(self, messages: list[Message]) -> Preparation | None:
         """What Self-Demos prepared for the episode these messages belong to, if anything."""
-        return self._prepared.get(episode_key(messages))
+        return self._prepared.get(opening_key(messages))
 
     def close(self) -> None:
         self.base.close()
@@ -218,8 +217,8 @@ class SelfDemosAgent(Agent):
 
 
 # ---- reading the task from info ---------------------------------------------------------
-def episode_key(messages: list[Message]) -> str:
-    """An episode's identity: its system message and first observation."""
+def opening_key(messages: list[Message]) -> str:
+    """The key of a conversation's opening (system message, first observation): samples of one task share it."""
     head = [m.get("content") for m in messages[:2]]
     return hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -382,7 +381,7 @@ def parse_demonstration(text: str) -> dict[str, Any] | None:
         position = body.find("{", end)
     for line in body.splitlines():
         if "{" not in line:
-            call = _python_call(line.strip().strip("[],'\"` "))
+            call = keyword_call(line.strip().strip("[],'\"` "))
             if call is not None:
                 calls.append(call)
     if not calls and not syntax:
@@ -404,8 +403,12 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
-def _python_call(text: str) -> dict[str, Any] | None:
-    """`name(key=value, ...)` read from Python's syntax tree: literal values only, nothing evaluated."""
+def keyword_call(text: str) -> dict[str, Any] | None:
+    """`name(key=value, ...)` as `{"name", "arguments"}` when every value is a JSON literal, else None.
+
+    Values are read by `ast.literal_eval` (nothing is evaluated) and must survive a strict JSON
+    round trip: sets, bytes, complex numbers, NaN and infinities are refused.
+    """
     if not PY_CALL.fullmatch(text):
         return None
     try:
@@ -414,40 +417,11 @@ def _python_call(text: str) -> dict[str, Any] | None:
             return None
         if any(k.arg is None for k in node.keywords):  # **mapping
             return None
-        return {"name": node.func.id, "arguments": {k.arg: _json_literal(k.value) for k in node.keywords}}
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        arguments = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        arguments = json.loads(json.dumps(arguments, allow_nan=False))
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
         return None
-
-
-def _json_literal(node: ast.AST, depth: int = 0) -> Any:
-    """The JSON value a literal's syntax tree writes (str, finite number, bool, None, list,
-    dict with string keys), else ValueError. The twin of `envs.tools.calls.json_literal`
-    (agents import no env)."""
-    if depth > MAX_NESTING:
-        raise ValueError("nested too deeply")
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _json_literal(node.operand, depth + 1)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("a sign applies to a number only")
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.Constant):
-        value = node.value
-        if isinstance(value, float) and math.isfinite(value):
-            return value
-        if (
-            value is None
-            or isinstance(value, (str, bool))
-            or (isinstance(value, int) and abs(value) < 10**100)
-        ):
-            return value
-        raise ValueError(f"{type(value).__name__} is not a JSON value")
-    if isinstance(node, (ast.List, ast.Tuple)):
-        return [_json_literal(item, depth + 1) for item in node.elts]
-    if isinstance(node, ast.Dict) and all(
-        isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys
-    ):
-        return {k.value: _json_literal(v, depth + 1) for k, v in zip(node.keys, node.values)}
-    raise ValueError(f"{type(node).__name__} is not a literal")
+    return {"name": node.func.id, "arguments": arguments}
 
 
 def distinct(candidates) -> list[dict[str, Any]]:

@@ -26,7 +26,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from envs.charts.synth import MINOR_TYPES, ChartRenderer, make_chart  # noqa: E402
+from envs.charts.chart import MINOR_TYPES  # noqa: E402
+from envs.charts.render_workers import ChartRenderer  # noqa: E402
+from envs.charts.synth import make_chart  # noqa: E402
 from server.wire import encode_image  # noqa: E402
 
 

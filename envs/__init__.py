@@ -14,6 +14,8 @@ from envs.errors import EpisodeOver, EpisodeStateError, ParamError, ResetNeeded,
 from envs.expert import run_expert
 from envs.params import Param
 from envs.registry import (
+    EvalOption,
+    EvalReport,
     check_kwargs,
     check_options,
     env_class,
@@ -22,6 +24,8 @@ from envs.registry import (
     make_local,
     register,
     register_builtin,
+    register_report,
+    reports_for,
 )
 
 register_builtin()
@@ -31,7 +35,7 @@ def make(env_id: str, url: str | list[str] | None = None, **kwargs: Any):
     """A local env, or with `url` (one or several server URLs) a `RemoteEnv` on a server."""
     if url is None:
         return make_local(env_id, **kwargs)
-    from server.client import RemoteEnv  # the one upward import: remote envs on request
+    from envs.remote import RemoteEnv  # requests and the wire format, loaded only for served envs
 
     token = kwargs.pop("token", None)
     return RemoteEnv(env_id, url=url, token=token, env_kwargs=kwargs)
@@ -40,6 +44,8 @@ def make(env_id: str, url: str | list[str] | None = None, **kwargs: Any):
 __all__ = [
     "EpisodeOver",
     "EpisodeStateError",
+    "EvalOption",
+    "EvalReport",
     "Param",
     "ParamError",
     "ResetNeeded",
@@ -54,5 +60,7 @@ __all__ = [
     "make",
     "make_local",
     "register",
+    "register_report",
+    "reports_for",
     "run_expert",
 ]

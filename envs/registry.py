@@ -4,13 +4,22 @@ Registration is data: an id names an entry point (`module:Class`) and default kw
 Gymnasium's registry, so `gymnasium.make("evol/BabyAI-v0")` and `envs.make(...)` build
 the same thing. Third-party packages register theirs from an entry point in the group
 `evolgym.envs` (a callable that calls `envs.register`); `evol serve` serves them as is.
+
+An env family's own evaluation report (math's majority vote and pass@k, MM-SY's rates) is
+registered the same way, as data: `register_report(EvalReport(...))` names the envs it
+covers and a `module:function` that computes it; `evol eval` finds it by env id
+(`reports_for`) and knows no env.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import importlib
 import importlib.metadata
 import logging
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -27,7 +36,7 @@ PLUGIN_GROUP = "evolgym.envs"
 BUILTIN_ENVS: dict[str, str] = {
     "evol/BabyAI-v0": "envs.babyai.env:BabyAIEnv",
     "evol/TextWorld-v0": "envs.textworld.env:TextWorldEnv",
-    "evol/MathCritique-v0": "envs.math.actor:MathCritiqueEnv",
+    "evol/MathCritique-v0": "envs.math.critique_env:MathCritiqueEnv",
     "evol/MathCritic-v0": "envs.math.critic_env:MathCriticEnv",
     "evol/ChartQA-v0": "envs.charts.env:ChartQAEnv",
     "evol/ToolUse-v0": "envs.tools.env:ToolUseEnv",
@@ -41,7 +50,86 @@ BUILTIN_ENVS: dict[str, str] = {
     "evol/SciWorld-v0": "envs.sciworld.env:SciWorldEnv",
 }
 
+
+@dataclass(frozen=True)
+class EvalOption:
+    """An `evol eval --NAME` flag an `EvalReport` adds: its type, default and help."""
+
+    type: type = str
+    default: Any = None
+    help: str = ""
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """An env family's own evaluation report, which `evol eval` adds for the envs it covers.
+
+    - `name`: what the report is called where it is printed ("MM-SY rates").
+    - `envs`: the env ids it covers, or patterns of them (`"acme/Math*"`).
+    - `function`: `"module:function"`, called as `function(trajectories, env_kwargs=kwargs)` with
+      the run's trajectories of one covered env (objects with `env`, `key`, `task`, `actions`,
+      `error`, ...: `evol.trajectory.Trajectory`) and the constructor kwargs the run gave that
+      env; it returns a JSON-able dict.
+    - `file`: the JSON file it is written to in the eval directory (with the env's name added
+      when a run covers several of its envs).
+    - `headline`: the report's keys `evol eval` prints.
+    - `options`: flags the report adds to `evol eval` (`--NAME`); `env_kwargs` (`"module:function"`)
+      turns their values, a dict by name, into constructor kwargs of the covered envs (`{}`: none).
+    """
+
+    name: str
+    envs: tuple[str, ...]
+    function: str
+    file: str
+    headline: tuple[str, ...] = ()
+    options: Mapping[str, EvalOption] = field(default_factory=dict)
+    env_kwargs: str | None = None
+
+    def covers(self, env_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(env_id, pattern) for pattern in self.envs)
+
+    def compute(self, trajectories: list[Any], env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The report over the trajectories of one covered env, run with `env_kwargs`."""
+        return _resolve(self.function)(trajectories, env_kwargs=env_kwargs)
+
+    def kwargs_for(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The env kwargs the values of this report's `evol eval` flags ask for."""
+        return dict(_resolve(self.env_kwargs)(values)) if self.env_kwargs else {}
+
+
+def _resolve(reference: str) -> Any:
+    """The object a `"module:name"` reference names."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+BUILTIN_REPORTS: tuple[EvalReport, ...] = (
+    EvalReport(
+        name="test-time scaling",
+        envs=("evol/MathCritique-v0",),
+        function="envs.math.scaling:scaling_report",
+        file="test_time.json",
+        headline=("tasks", "samples", "before", "after", "fixed_by_refinement", "broken_by_refinement"),
+        options={
+            "refine": EvalOption(int, 0, "critique-then-refine rounds (math envs)", "R"),
+            "critic": EvalOption(
+                str, "oracle", "critic for --refine: oracle (default), or set it on the server"
+            ),
+        },
+        env_kwargs="envs.math.scaling:refine_kwargs",
+    ),
+    EvalReport(
+        name="MM-SY rates",
+        envs=("evol/Sycophancy-v0",),
+        function="envs.sycophancy.metrics:mmsy_report",
+        file="mmsy.json",
+        headline=("acc_r1", "sycophancy_rate", "correction_rate"),
+    ),
+)
+
 _evol_ids: list[str] = []
+_reports: list[EvalReport] = []
 _plugins_loaded = False
 _plugins_lock = threading.RLock()
 
@@ -54,9 +142,28 @@ def register(env_id: str, entry_point: str, **kwargs: Any) -> None:
         _evol_ids.append(env_id)
 
 
+def register_report(report: EvalReport) -> None:
+    """Make `evol eval` compute `report` for the envs it covers (once, however often registered)."""
+    if report not in _reports:
+        _reports.append(report)
+
+
 def register_builtin() -> None:
     for env_id, entry_point in BUILTIN_ENVS.items():
         register(env_id, entry_point)
+    for report in BUILTIN_REPORTS:
+        register_report(report)
+
+
+def eval_reports() -> list[EvalReport]:
+    """Every registered report, plugins' included."""
+    load_plugins()
+    return list(_reports)
+
+
+def reports_for(env_id: str) -> list[EvalReport]:
+    """The reports that cover `env_id`."""
+    return [report for report in eval_reports() if report.covers(env_id)]
 
 
 def load_plugins() -> None:

@@ -1,6 +1,9 @@
 """The `serve-agent` command line, kept apart from the server so that building `evol`'s
 parser imports no Flask (a process that runs vLLM's CPU build must not hold Flask's
-context proxies: vLLM inspects every loaded module)."""
+context proxies: vLLM inspects every loaded module). It loads the agent and hands it to
+`evol.agent_server`, imported only when the command runs.
+
+`python -m evol.agent_server_cli serve-agent ...` runs the command without the rest of `evol`."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-TOKEN_ENV = "EVOL_AGENT_TOKEN"
+from server import AGENT_TOKEN_ENV as TOKEN_ENV
 
 
 def cmd_serve_agent(args: argparse.Namespace) -> int:
@@ -104,8 +107,12 @@ def add_serve_agent_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m evol.agent_server serve-agent ...`: the subcommand without the rest of `evol`."""
+    """`python -m evol.agent_server_cli serve-agent ...`: the subcommand without the rest of `evol`."""
     parser = argparse.ArgumentParser(prog="evol")
     add_serve_agent_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,14 +1,29 @@
-"""Evaluation reports: success per env as JSON, a Markdown table and a PNG bar chart."""
+"""Evaluation: an agent on fixed test task sets, and the reports of what it did.
+
+`evaluate(engine, {env_id: tasks}, out_dir, agent=...)` is the one evaluation that `evol eval`,
+the trainers' per-stage evaluation and the quickstart run: it runs the test tasks (resuming
+from `out_dir/trajectories.jsonl`), writes success per env as JSON, a Markdown table and a
+PNG bar chart (`results.json`, `results.md`, `success.png`), and the reports the env
+families register for their envs (`envs.register_report`: e.g. math's `test_time.json`,
+MM-SY's `mmsy.json`), without knowing any env.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evol.trajectory import Trajectory
+from envs.registry import EvalReport, eval_reports
+from evol.rollout import EpisodeSpec, RolloutEngine, task_specs
+from evol.runs import RunOutcome, run_specs
+from evol.trajectory import Trajectory, final_attempts, read_trajectories
+
+TEST_SPLIT = "test"
 
 
 def summarize(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, Any]]:
@@ -69,3 +84,95 @@ def write_report(trajectories: list[Trajectory], out_dir: str | Path, agent: str
     (out / "results.md").write_text(markdown_table(summary, title=f"Evaluation of {agent}"))
     plot_success(summary, out / "success.png", title=f"Success per env: {agent}")
     return summary
+
+
+# ---- the env families' own reports -------------------------------------------------------
+@dataclass
+class EnvReport:
+    """One family report computed for one env of a run: its data, or why it failed."""
+
+    report: EvalReport
+    env: str
+    path: Path
+    data: dict[str, Any] | None = None
+    error: str | None = None
+
+    def headline(self) -> dict[str, Any]:
+        return {key: self.data[key] for key in self.report.headline if key in (self.data or {})}
+
+
+def report_path(out: Path, report: EvalReport, env_id: str, shared: bool) -> Path:
+    """`report.file`, with the env's name added when several envs of the run share the report."""
+    if not shared:
+        return out / report.file
+    stem, dot, suffix = report.file.rpartition(".")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
+    return out / (f"{stem}.{name}.{suffix}" if dot else f"{report.file}.{name}")
+
+
+def write_env_reports(
+    trajectories: list[Trajectory], env_ids: Iterable[str], env_kwargs: Mapping[str, dict], out: Path
+) -> list[EnvReport]:
+    """Every registered report covering an env of the run, over that env's trajectories, each
+    written to its file; a report that raises is kept with its error, the others go on."""
+    env_ids = list(env_ids)
+    written = []
+    for report in eval_reports():
+        covered = [env_id for env_id in env_ids if report.covers(env_id)]
+        for env_id in covered:
+            result = EnvReport(report, env_id, report_path(out, report, env_id, len(covered) > 1))
+            try:
+                result.data = report.compute(
+                    [t for t in trajectories if t.env == env_id], env_kwargs.get(env_id)
+                )
+                result.path.write_text(json.dumps(result.data, indent=2))
+            except Exception as error:  # a family's report must not lose the run's results
+                result.error = f"{type(error).__name__}: {error}"
+            written.append(result)
+    return written
+
+
+# ---- the evaluation ----------------------------------------------------------------------
+@dataclass
+class Evaluation:
+    """What `evaluate` did: success per env (`summary`), the final attempt of every test
+    episode, the run (`run.incomplete`: episodes that could not be completed) and the env
+    families' reports."""
+
+    out: Path
+    summary: dict[str, dict[str, Any]]
+    trajectories: list[Trajectory]
+    run: RunOutcome
+    reports: list[EnvReport] = field(default_factory=list)
+
+
+def eval_specs(tasks: Mapping[str, int], samples: int = 1) -> list[EpisodeSpec]:
+    """Test tasks 0..n-1 of each env (`tasks`: env id -> n), `samples` episodes each."""
+    return [spec for env_id, n in tasks.items() for spec in task_specs([env_id], n, TEST_SPLIT, samples)]
+
+
+def evaluate(
+    engine: RolloutEngine,
+    tasks: Mapping[str, int],
+    out_dir: str | Path,
+    *,
+    agent: str,
+    samples: int = 1,
+    env_kwargs: Mapping[str, dict] | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> Evaluation:
+    """Run the test tasks with `engine` (closed afterwards) and write every report to `out_dir`.
+
+    `tasks` maps env ids to how many test tasks to run; `env_kwargs` are the constructor
+    kwargs the engine's envs were given (the family reports replay episodes with them);
+    `log` hears the resume note of a rerun. Episodes already in `out_dir/trajectories.jsonl`
+    are not run again."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = eval_specs(tasks, samples)
+    run = run_specs(engine, specs, out / "trajectories.jsonl", log)
+    keys = {spec.key for spec in specs}
+    trajectories = final_attempts(t for t in read_trajectories(run.path) if t.key in keys)
+    summary = write_report(trajectories, out, agent)
+    reports = write_env_reports(trajectories, tasks, env_kwargs or {}, out)
+    return Evaluation(out, summary, trajectories, run, reports)

@@ -1,48 +1,71 @@
 """The Flask application that serves registered envs: `create_app(env_ids, limits)`.
 
-Routes (ARCHITECTURE.md): health, env listing, sessions (create, reset, step, delete),
-a batch of steps and resets over many sessions, the expert's next action, and the OpenAPI
-document. The front checks every request (Host, token, body, kwargs, options, sizes)
+Routes (their schemas: `server.openapi`, served at /openapi.json): health, env listing,
+sessions (create, reset, step, delete), a batch of steps and resets over many sessions, the
+expert's next action, and the OpenAPI document; docs/architecture.md places the server. The front checks every request (Host, token, body, kwargs, options, sizes)
 before any env sees it; env work runs in worker processes (`server.workers`). Every
-error leaves through one handler as `{"error": {"type", "message"}}`.
+error leaves through one handler as `{"error": {"type", "message"}}` (`server.http`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import envs
 from server.errors import ApiError
-from server.http import allowed_hosts, host_allowed, json_body, token_matches
+from server.http import HttpFront, allowed_hosts, json_body
 from server.openapi import MAX_SEED, openapi_document
 from server.sessions import Session, SessionStore
 from server.workers import WorkerPool
 
-log = logging.getLogger(__name__)
+
+def _limit(default: Any, help: str, flag: str | None = None, **cli: Any) -> Any:
+    """A `ServerLimits` field whose command-line flag (`server.serve.add_serve_arguments`)
+    is described by its metadata: `help`, the `flag` name when it is not the field's, and for
+    a flag in other units, `scale` (field = flag x scale) and `metavar`. A field that may be
+    None takes 0 on the command line for None, where `zero` says what that means."""
+    return field(default=default, metadata={"help": help, "flag": flag, **cli})
 
 
 @dataclass
 class ServerLimits:
-    """Limits a server enforces; each has a CLI flag on `evol serve`."""
+    """Limits a server enforces; each has a flag on `python -m server` and `evol serve`."""
 
-    capacity: int = 256  # live sessions at most; more answer 429
-    session_ttl: float | None = 600.0  # seconds idle before a session is reaped; None keeps them
-    step_timeout: float | None = 30.0  # seconds an env call (build, reset, step) may take; over it: 504
-    max_body_bytes: int = 1 << 20  # larger request bodies answer 413
-    max_batch: int = 1024  # entries in one POST /step
-    token: str | None = None  # bearer token required on every route but /health
-    workers: int = 0  # env worker processes; 0: one per CPU core
-    max_worker_rss: int | None = 1 << 30  # bytes; a worker past it is replaced once its sessions end
-    host: str = "127.0.0.1"  # the bound host: it and loopback names are accepted Host headers
-    allowed_hosts: tuple[str, ...] = ()  # more accepted Host names ("*": any)
+    capacity: int = _limit(256, "live sessions at most; more get 429")
+    session_ttl: float | None = _limit(
+        600.0, "seconds before an idle session is reaped", "--ttl", zero="never"
+    )
+    step_timeout: float | None = _limit(
+        30.0, "seconds an env call (build, reset, step) may take; over it: 504", zero="no limit"
+    )
+    max_body_bytes: int = _limit(1 << 20, "largest request body in bytes; larger get 413", "--max-body")
+    max_batch: int = _limit(1024, "entries in one POST /step at most")
+    token: str | None = _limit(None, "bearer token required on every route but /health (or set EVOL_TOKEN)")
+    workers: int = _limit(0, "env worker processes, each session living in one; 0: one per CPU core")
+    max_worker_rss: int | None = _limit(
+        1 << 30,
+        "a worker whose memory grew past this takes no new sessions and is replaced once its sessions end",
+        "--max-worker-memory",
+        scale=1 << 20,
+        metavar="MB",
+        zero="no limit",
+    )
+    host: str = _limit(
+        "127.0.0.1",
+        "bind address (loopback only by default); it and loopback names are accepted Host headers",
+    )
+    allowed_hosts: tuple[str, ...] = _limit(
+        (),
+        "Host names the server answers to besides loopback names, IP addresses and --host "
+        "(guards against DNS rebinding; '*' accepts any)",
+        metavar="NAME",
+    )
 
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else max(1, os.cpu_count() or 1)
@@ -75,7 +98,6 @@ class EnvService:
         self.batch_pool = ThreadPoolExecutor(
             max_workers=4 * limits.worker_count(), thread_name_prefix="batch"
         )
-        self.hosts = allowed_hosts(limits.host, limits.allowed_hosts)
         self.store.start_reaper()
 
     # ---- validation ---------------------------------------------------------------------
@@ -308,42 +330,6 @@ def batch_step():
     return _json_response(service().batch(data.get("steps")))
 
 
-def _api_error(error: ApiError):
-    response = jsonify(error.body())
-    response.status_code = error.status
-    response.headers.update(error.headers)
-    return response
-
-
-def _http_error(error: HTTPException):
-    if isinstance(error, RequestEntityTooLarge):
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        return _api_error(ApiError(413, "too_large", f"request body over {limit} bytes"))
-    kind = {404: "not_found", 405: "method_not_allowed"}.get(error.code or 500, "http_error")
-    headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
-    return _api_error(ApiError(error.code or 500, kind, error.description or str(error), headers=headers))
-
-
-def _internal_error(error: Exception):
-    log.exception("unhandled error on %s %s", request.method, request.path)
-    return _api_error(
-        ApiError(500, "internal_error", "the server failed on this request; its log has the details")
-    )
-
-
-def _check_request():
-    svc = service()
-    if not host_allowed(request.headers.get("Host", ""), svc.hosts):
-        raise ApiError(
-            403,
-            "host_not_allowed",
-            "this server does not answer to that Host name (evol serve --allowed-hosts adds names)",
-        )
-    if svc.limits.token is not None and request.path != "/health":
-        if not token_matches(request.headers.get("Authorization", ""), svc.limits.token):
-            raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
-
-
 def create_app(
     env_ids: list[str],
     limits: ServerLimits | None = None,
@@ -354,11 +340,14 @@ def create_app(
     a critic: each worker process gets its own copy)."""
     limits = limits or ServerLimits()
     app = Flask("evolgym")
-    app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
+    front = HttpFront(
+        ApiError,
+        ApiError,
+        hosts=allowed_hosts(limits.host, limits.allowed_hosts),
+        token=limits.token,
+        host_hint=" (evol serve --allowed-hosts adds names)",
+    )
+    front.install(app, max_body_bytes=limits.max_body_bytes)
     app.extensions["evol"] = EnvService(env_ids, limits, env_overrides or {})
-    app.register_error_handler(ApiError, _api_error)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _internal_error)
-    app.before_request(_check_request)
     app.register_blueprint(routes)
     return app

@@ -1,17 +1,30 @@
-"""HTTP plumbing shared by EvolGym's servers (env server, agent server): request bodies,
-bearer tokens and allowed Host names, each refusing bad input with a clear 4xx."""
+"""HTTP plumbing shared by EvolGym's servers (env server `server.app`, agent server
+`server.agent_app`): JSON errors and their handlers, the Host and bearer-token checks
+(`HttpFront`), JSON request bodies, and the waitress start-up (`run_waitress`).
+
+Each server keeps its own error shape (the env API's `{"error": {"type", "message"}}`,
+OpenAI's `{"error": {"message", "type", "param", "code"}}`): `HttpFront` is given the
+server's error class and a factory that turns plumbing failures into it.
+"""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import json
-from collections.abc import Iterable
-from typing import Any
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from flask import Request
+import waitress
+from flask import Flask, Request, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from server.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 MAX_JSON_DEPTH = 32  # nesting deeper than this is refused before it reaches any env
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -98,3 +111,110 @@ def host_allowed(host_header: str, allowed: frozenset[str]) -> bool:
         return True
     except ValueError:
         return name in allowed
+
+
+def token_from_env(token: str | None, variable: str) -> str | None:
+    """`token`, else the environment's `variable`; None (no token required) when neither is set."""
+    return token or os.environ.get(variable) or None
+
+
+# ---- errors and the request front -------------------------------------------------------
+class HttpError(Protocol):
+    """A server's error type: answered as `body()` with `status` and `headers`."""
+
+    status: int
+    headers: dict[str, str]
+
+    def body(self) -> dict[str, Any]: ...
+
+
+ErrorFactory = Callable[[int, str, str, dict[str, str]], Exception]  # (status, kind, message, headers)
+
+
+def error_response(error: HttpError) -> Response:
+    response = jsonify(error.body())
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+@dataclass(frozen=True)
+class HttpFront:
+    """What both servers do before and around their routes: accept only requests naming this
+    server's `hosts` and (with a `token`) carrying it as a bearer token, and answer every error
+    as JSON in the server's own shape (`error_class`, plumbing failures built by `make_error`)."""
+
+    error_class: type[Exception]
+    make_error: ErrorFactory
+    hosts: frozenset[str]
+    token: str | None = None
+    unauthorized: str = "unauthorized"  # the error kind of a missing or wrong token
+    host_hint: str = ""  # appended to the wrong-Host message: how to add a name
+    open_paths: frozenset[str] = field(default_factory=lambda: frozenset({"/health"}))  # no token needed
+
+    def install(self, app: Flask, max_body_bytes: int) -> None:
+        app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+        app.extensions["evol_http"] = self
+        app.register_error_handler(self.error_class, error_response)
+        if self.error_class is not ApiError:
+            app.register_error_handler(ApiError, _plumbing_error)
+        app.register_error_handler(HTTPException, _http_error)
+        app.register_error_handler(Exception, _internal_error)
+        app.before_request(_check_request)
+
+    def check(self, host_header: str, authorization: str, path: str) -> None:
+        if not host_allowed(host_header, self.hosts):
+            message = "this server does not answer to that Host name" + self.host_hint
+            raise self.make_error(403, "host_not_allowed", message, {})
+        if self.token is not None and path not in self.open_paths:
+            if not token_matches(authorization, self.token):
+                message = "a valid 'Authorization: Bearer <token>' header is required"
+                raise self.make_error(401, self.unauthorized, message, {})
+
+
+def _front() -> HttpFront:
+    return current_app.extensions["evol_http"]
+
+
+def _check_request() -> None:
+    headers = request.headers
+    _front().check(headers.get("Host", ""), headers.get("Authorization", ""), request.path)
+
+
+def _plumbing_error(error: ApiError) -> Response:
+    return error_response(_front().make_error(error.status, error.type, error.message, error.headers))
+
+
+def _http_error(error: HTTPException) -> Response:
+    make_error = _front().make_error
+    if isinstance(error, RequestEntityTooLarge):
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return error_response(make_error(413, "too_large", f"request body over {limit} bytes", {}))
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(error.code or 500, "http_error")
+    headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+    return error_response(make_error(error.code or 500, kind, error.description or str(error), headers))
+
+
+def _internal_error(error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    message = "the server failed on this request; its log has the details"
+    return error_response(_front().make_error(500, "internal_error", message, {}))
+
+
+# ---- start-up ---------------------------------------------------------------------------
+def run_waitress(
+    app: Flask, host: str, port: int, threads: int, ident: str, channel_timeout: int, banner: str
+) -> None:
+    """Serve `app` on waitress (never Flask's dev server) until interrupted, after printing `banner`."""
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    print(banner, flush=True)
+    waitress.serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident=ident,
+        connection_limit=1000,
+        channel_timeout=channel_timeout,
+        _quiet=True,
+    )

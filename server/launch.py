@@ -1,4 +1,4 @@
-"""Start `evol serve` processes from Python (trainers, benchmarks and tests use this)."""
+"""Start env servers (`python -m server`) from Python (trainers, benchmarks and tests use this)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,13 @@ def free_port() -> int:
 
 
 class LaunchedServer:
-    """An `evol serve` subprocess on a loopback port of its own (or `port`: e.g. the port of a
-    server that was stopped, to restart it); `url` once /health answers.
+    """A `python -m server ENV... FLAGS` subprocess on a loopback port of its own (or `port`:
+    e.g. the port of a server that was stopped, to restart it); `url` once /health answers.
+    A subclass may start another command taking the same arguments (`command`, e.g. `evol serve`).
 
     The server ends with this process, also when this process is killed (`EVOL_PARENT_PID`)."""
+
+    command: tuple[str, ...] = (sys.executable, "-m", "server")
 
     def __init__(
         self,
@@ -35,7 +38,7 @@ class LaunchedServer:
     ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "evol.cli", "serve", *env_ids, "--port", str(self.port), *flags]
+        command = [*self.command, *env_ids, "--port", str(self.port), *flags]
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             command,

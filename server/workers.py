@@ -57,7 +57,7 @@ class _EnvCalls:
     def __init__(self, env_overrides: dict[str, dict[str, Any]]):
         import envs
         from envs.errors import EpisodeOver, ResetNeeded, TaskOptionError
-        from server.wire import to_wire
+        from envs.wire import to_wire
 
         self.envs = envs
         self.overrides = env_overrides
@@ -246,7 +246,7 @@ class WorkerPool:
         self.replaced = 0
         self._ctx = _context()
         if self._ctx.get_start_method() == "forkserver":
-            self._ctx.set_forkserver_preload(["envs", "server.wire", *_env_modules(self.env_ids)])
+            self._ctx.set_forkserver_preload(["envs", "envs.wire", *_env_modules(self.env_ids)])
         self._slots: list[Worker | None] = [None] * size
         self._lock = threading.Lock()
         self._closed = False

@@ -21,7 +21,9 @@ os.environ.setdefault("EVOL_CACHE_DIR", tempfile.mkdtemp(prefix="evol-test-cache
 
 
 class ServerProcess(LaunchedServer):
-    """`evol serve` in a subprocess, with the test plugin importable."""
+    """`evol serve` in a subprocess (it takes `--counterpart` too), with the test plugin importable."""
+
+    command = (sys.executable, "-m", "evol.cli", "serve")
 
 
 @pytest.fixture

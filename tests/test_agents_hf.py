@@ -102,6 +102,16 @@ def test_stop_strings_cut_replies_before_the_first_stop(agent):
     assert stopped.tokens < full.tokens  # generation stopped early, not only the text
 
 
+def test_every_backend_cuts_at_stop_strings_with_the_one_base_function():
+    import agents.hf
+    import agents.openai_compat
+    from agents.base import cut_at_stop
+
+    assert agents.hf.cut_at_stop is agents.openai_compat.cut_at_stop is cut_at_stop
+    assert cut_at_stop("go north. then", ["", "then", "."]) == "go north"
+    assert cut_at_stop("go north", ["stop"]) == "go north"
+
+
 def test_act_parses_actions_and_counts_tokens(agent):
     inputs = [AgentInput(chat("You see a red ball.")), AgentInput(chat("You see a grey key.", turns=1))]
     outputs = agent.act(inputs, SamplingParams(temperature=1.0, n=2, max_new_tokens=8))

@@ -15,7 +15,7 @@ import requests
 
 from agents import AgentInput, SamplingParams, load_agent
 from agents.openai_compat import AgentRequestError, OpenAIAgent, api_base, tool_call_text
-from evol.agent_server import GenerationBatcher, GenerationJob, Overloaded
+from server.agent_batcher import GenerationBatcher, GenerationJob, Overloaded
 from tests.conftest import ROOT, free_port
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -34,7 +34,7 @@ class AgentServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile(mode="w+")
-        command = [sys.executable, "-m", "evol.agent_server", "serve-agent", "--model", model_dir]
+        command = [sys.executable, "-m", "evol.agent_server_cli", "serve-agent", "--model", model_dir]
         command += ["--name", NAME, "--device", "cpu", "--port", str(self.port), *flags]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -162,6 +162,18 @@ def test_stop_strings_end_the_reply_before_them(server):
     [[cut]] = agent.generate([chat("go")], SamplingParams(**sampling, stop=[stop, "never-seen"]))
     assert cut == full[: full.index(stop)] and stop not in cut
     agent.close()
+
+
+def test_a_served_model_is_an_env_counterpart_through_complete(agent):
+    from agents import LazyAgent
+    from envs.counterparts import Completer
+
+    assert isinstance(agent, Completer) and isinstance(LazyAgent("random"), Completer)
+    [replies] = agent.complete([chat("go").messages], max_new_tokens=3, n=2, temperature=1.0)
+    assert len(replies) == 2 and all(isinstance(reply, str) for reply in replies)
+    assert agent.complete([]) == []
+    expert = LazyAgent("expert")
+    assert expert.needs_env and expert._agent is None  # told without building the agent
 
 
 def test_load_agent_spec_with_key_from_environment(server, monkeypatch):
@@ -306,17 +318,17 @@ class GatedAgent:
         self.gate = threading.Event()
         self.batches: list[list[str]] = []
 
-    def generate(self, inputs, sampling):
+    def generate(self, conversations, sampling, seed):
         self.gate.wait(10)
-        texts = [item.messages[-1]["content"] for item in inputs]
+        texts = [messages[-1]["content"] for messages in conversations]
         self.batches.append(texts)
         if "boom" in texts:
             raise RuntimeError("boom")
-        return [[text.upper()] * sampling.n for text in texts]
+        return [[text.upper()] * sampling["n"] for text in texts]
 
 
 def job(text: str, seed: int | None = None, **sampling) -> GenerationJob:
-    return GenerationJob(chat(text), SamplingParams(**sampling), seed)
+    return GenerationJob(chat(text).messages, {"n": 1, **sampling}, seed)
 
 
 def test_batcher_groups_alike_requests_and_bounds_its_queue():

@@ -15,20 +15,14 @@ from matplotlib.axes import Axes
 from PIL import Image
 
 import envs
+from envs.charts.chart import CHART_TYPES, IMAGE_SHAPE, MINOR_TYPES, PALETTE
 from envs.charts.data import write_chart_data
 from envs.charts.env import ChartQAEnv, extract_answer, normalize_label, parse_number
+from envs.charts.plotting import plotting_code
 from envs.charts.questions import pick_questions
-from envs.charts.synth import (
-    CHART_TYPES,
-    IMAGE_SHAPE,
-    MINOR_TYPES,
-    PALETTE,
-    ChartRenderer,
-    RenderError,
-    make_chart,
-    plotting_code,
-    run_plotting_code,
-)
+from envs.charts.render import RenderError, run_plotting_code
+from envs.charts.render_workers import ChartRenderer
+from envs.charts.synth import make_chart
 from envs.errors import TaskOptionError
 from server.client import RemoteEnv
 

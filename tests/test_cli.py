@@ -1,4 +1,5 @@
-"""The `evol` CLI run as a user runs it: a real process, real stdin."""
+"""The `evol` CLI run as a user runs it: a real process, real stdin (in-process where a test
+swaps in a broken env or a report of its own)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,21 @@ def test_envs_names_an_unknown_id_clearly():
 
 
 def test_help_on_every_command():
-    for command in ([], ["envs"], ["serve"], ["play"]):
+    for command in ([], ["envs"], ["check"], ["serve"], ["play"], ["rollout"], ["eval"], ["data"]):
         answer = evol(*command, "--help")
         assert answer.returncode == 0 and "usage: evol" in answer.stdout
+
+
+def test_building_the_parser_loads_no_flask_and_no_engine():
+    """A process that runs vLLM's CPU build must not hold Flask's context proxies."""
+    code = (
+        "import sys; from evol.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('flask', 'server.app', 'evol.rollout', 'transformers') if m in sys.modules))"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert answer.stdout.strip() == "[]", answer.stdout + answer.stderr
 
 
 def test_play_locally_to_success():
@@ -98,3 +111,83 @@ def test_rollout_with_a_bounded_view_of_the_episode(tmp_path):
     refused = evol("rollout", "--env", COUNTER, "--agent", "random:0", "--episodes", "1",
                    "--history-turns", "-1", "--out", str(tmp_path / "x.jsonl"))  # fmt: skip
     assert refused.returncode == 2 and "--history-turns" in refused.stderr and ">= 0" in refused.stderr
+
+
+# ---- evol check --------------------------------------------------------------------------------
+def test_check_passes_a_plugin_env_locally_and_served(start_server):
+    local = evol("check", COUNTER)
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert f"Contract check of {COUNTER} (local)" in local.stdout and "8 of 8 checks passed" in local.stdout
+    server = start_server([COUNTER])
+    served = evol("check", COUNTER, "--url", server.url, "--expert-tasks", "2")
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert f"served at {server.url}" in served.stdout and "FAIL" not in served.stdout
+
+
+def test_check_exits_1_naming_the_broken_rule(monkeypatch, capsys):
+    from acme_envs import CounterEnv
+
+    import envs
+    from evol.cli import main
+
+    class RaisingCounter(CounterEnv):
+        __doc__ = CounterEnv.__doc__
+
+        def _step(self, action):
+            if action not in ("inc", "dec", "submit"):
+                raise ValueError("unknown command")
+            return super()._step(action)
+
+    monkeypatch.setattr(envs, "make", lambda env_id, **kwargs: RaisingCounter())
+    assert main(["check", COUNTER]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "FAIL invalid_actions" in out and "the invalid action '' raised ValueError('unknown command')" in out
+    )
+    assert "ok   expert_reaches_success" in out and "5 of 8 checks passed" in out
+
+
+def test_check_refuses_an_unknown_env():
+    answer = evol("check", "nope/Missing-v0")
+    assert answer.returncode == 2 and "unknown env 'nope/Missing-v0'" in answer.stderr
+
+
+# ---- env reports in evol eval ------------------------------------------------------------------
+def counter_report(trajectories, env_kwargs=None):
+    """A plugin's evaluation report (registered by the test below)."""
+    return {"episodes": len(trajectories), "env_kwargs": env_kwargs, "turns": [t.turns for t in trajectories]}
+
+
+def counter_report_kwargs(options):
+    return {"max_turns": options["counter_turns"]} if options.get("counter_turns") else {}
+
+
+def test_eval_finds_a_plugin_report_and_its_flag(monkeypatch, tmp_path, capsys):
+    import envs
+    from envs import registry
+    from evol.cli import main
+
+    report = envs.EvalReport(
+        name="counter turns",
+        envs=("acme/Count*",),
+        function="tests.test_cli:counter_report",
+        file="counter.json",
+        headline=("episodes",),
+        options={"counter_turns": envs.EvalOption(int, 0, "turns of the counter", "N")},
+        env_kwargs="tests.test_cli:counter_report_kwargs",
+    )
+    monkeypatch.setattr(registry, "_reports", [*registry.eval_reports(), report])
+    out = tmp_path / "eval"
+    status = main(["eval", "--env", COUNTER, "--episodes", "3", "--agent", "expert", "--counter-turns", "9",
+                   "--out", str(out)])  # fmt: skip
+    assert status == 0
+    written = json.loads((out / "counter.json").read_text())
+    assert written["episodes"] == 3 and written["env_kwargs"] == {"max_turns": 9}
+    assert f'counter turns: {{"episodes": 3}} (details in {out / "counter.json"})' in capsys.readouterr().out
+
+
+def test_eval_refuses_a_report_flag_that_no_env_of_the_run_takes(tmp_path):
+    answer = evol("eval", "--env", COUNTER, "--episodes", "1", "--agent", "expert", "--refine", "1",
+                  "--out", str(tmp_path / "eval"))  # fmt: skip
+    assert answer.returncode == 2 and "--refine needs an env of the test-time scaling report" in answer.stderr
+    assert not (tmp_path / "eval").exists()

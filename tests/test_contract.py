@@ -1,122 +1,101 @@
-"""The contract suite: every registered env, locally and through a live server.
-
-For each env: Gymnasium's `check_env` passes; a task replays identically under the same
-seed and options; the expert reaches success; invalid actions are answered, counted, and
-leave the state consistent (the expert still succeeds afterwards).
-"""
+"""The contract suite: every registered env keeps the text-env contract, locally and through a
+live server, as `envs.checker.check_text_env` (and `evol check`) checks it; and the checker
+names the rule a broken env breaks."""
 
 from __future__ import annotations
 
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import envs
-from server.client import RemoteEnv
+from envs.checker import CHECK_NAMES, EnvCheckError, check_text_env
 
 ENV_IDS = envs.env_ids()
 EXPERT_TASKS = {"evol/TextWorld-v0": 2}  # generated games cost ~2 s each; others try more
-INVALID_ACTIONS = ["", "xyzzy plugh ###", "go to the moon 42"]
 
 
-def task_options(env_id: str, k: int) -> dict:
-    options = {"task": k}
-    if envs.env_class(env_id).splits:
-        options["split"] = "test"
-    return options
-
-
-@pytest.fixture(params=["local", "remote"])
-def make_env(request, shared_server):
-    made = []
-
-    def make(env_id: str):
-        env = envs.make(env_id) if request.param == "local" else RemoteEnv(env_id, url=shared_server.url)
-        made.append(env)
-        return env
-
-    yield make
-    for env in made:
+@pytest.mark.parametrize("where", ["local", "remote"])
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_env_keeps_the_contract(env_id, where, request):
+    url = request.getfixturevalue("shared_server").url if where == "remote" else None
+    env = envs.make(env_id, url=url)
+    try:
+        report = check_text_env(env, expert_tasks=EXPERT_TASKS.get(env_id, 5))
+    finally:
         env.close()
+    assert [result.name for result in report.results] == list(CHECK_NAMES)
 
 
-def observation_text(observation) -> str:
-    return observation["text"] if isinstance(observation, dict) else observation
+# ---- the checker catches what it should -----------------------------------------------------
+def counter_env():
+    from acme_envs import CounterEnv
+
+    return CounterEnv
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_check_env_passes(env_id, make_env):
-    env = make_env(env_id)
-    check_env(env, skip_render_check=isinstance(env, RemoteEnv))
+def broken(**methods):
+    """A Counter env with some methods replaced (the docstring, a card, is kept unless given)."""
+    cls = counter_env()
+    return type("BrokenCounter", (cls,), {"__doc__": cls.__doc__, **methods})
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_reset_info_carries_instruction_and_end_carries_success(env_id, make_env):
-    env = make_env(env_id)
-    observation, info = env.reset(seed=0, options=task_options(env_id, 0))
-    assert isinstance(info["instruction"], str) and info["instruction"]
-    assert observation_text(observation)
-    episode = envs.run_expert(env, seed=0, options=task_options(env_id, 0))
-    low, high = env.reward_range
-    assert all(low <= reward <= high for reward in episode.rewards)
+def failures(env) -> dict[str, str]:
+    report = check_text_env(env, raise_on_failure=False)
+    return {result.name: result.error for result in report.failures}
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_task_replays_identically(env_id, make_env):
-    env = make_env(env_id)
-    options = task_options(env_id, 1)
-
-    def play() -> list:
-        observation, info = env.reset(seed=7, options=options)
-        trace = [observation_text(observation), info]
-        actions = ["nonsense action"] + [None] * 4
-        for action in actions:
-            action = action or env.expert_action()
-            observation, reward, terminated, truncated, info = env.step(action)
-            trace.append((action, observation_text(observation), reward, terminated, truncated, info))
-            if terminated or truncated:
-                break
-        return trace
-
-    assert play() == play()
+def test_a_correct_env_passes_and_the_report_says_so():
+    report = check_text_env(counter_env()())
+    assert report.passed and report.format().endswith(
+        f"{len(CHECK_NAMES)} of {len(CHECK_NAMES)} checks passed"
+    )
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_expert_reaches_success(env_id, make_env):
-    env = make_env(env_id)
-    for k in range(EXPERT_TASKS.get(env_id, 5)):
-        episode = envs.run_expert(env, seed=k, options=task_options(env_id, k))
-        assert episode.success, f"{env_id} task {k}: expert failed after {episode.actions}"
-        assert episode.reward > 0
+def test_an_invalid_action_that_raises_is_reported():
+    def _step(self, action):
+        if action not in ("inc", "dec", "submit"):
+            raise ValueError("unknown command")
+        return counter_env()._step(self, action)
+
+    found = failures(broken(_step=_step)())
+    assert "invalid_actions" in found and "unknown command" in found["invalid_actions"]
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_invalid_actions_are_answered_and_counted(env_id, make_env):
-    env = make_env(env_id)
-    options = task_options(env_id, 0)
-    env.reset(seed=0, options=options)
-    for turn, action in enumerate(INVALID_ACTIONS, start=1):
-        observation, reward, terminated, truncated, info = env.step(action)
-        assert info["turn"] == turn
-        assert info["invalid"] is True, (action, observation)
-        assert observation_text(observation).strip(), "an invalid action must be explained"
-        assert not terminated
-    # The state stayed consistent: the expert still finishes the task from here.
-    while True:
-        observation, reward, terminated, truncated, info = env.step(env.expert_action())
-        if terminated or truncated:
-            break
-    assert info["success"] is True
+def test_a_missing_card_section_is_named():
+    cls = broken(__doc__="Count.\n\n## Description\nCount up.\n\n## Rewards\n1 at the target.")
+    assert "'Success'" in failures(cls())["declarations"]
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_step_out_of_order_raises_episode_state_errors(env_id, make_env):
-    env = make_env(env_id)
-    with pytest.raises(envs.ResetNeeded):
-        env.step("anything")
-    env.reset(seed=0, options=task_options(env_id, 0))
-    while True:
-        *_, terminated, truncated, _ = env.step(env.expert_action())
-        if terminated or truncated:
-            break
-    with pytest.raises(envs.EpisodeOver):
-        env.step("anything")
+def test_an_episode_that_does_not_replay_is_reported():
+    import itertools
+
+    draws = itertools.count()
+
+    def _reset(self, options):
+        observation, info = counter_env()._reset(self, options)
+        return f"{observation} (draw {next(draws)})", info
+
+    assert "different episode" in failures(broken(_reset=_reset)())["replay"]
+
+
+def test_an_expert_that_fails_and_a_reward_out_of_range_are_reported():
+    def expert_action(self):
+        return "submit"
+
+    found = failures(broken(expert_action=expert_action)())
+    assert "the expert failed" in found["expert_reaches_success"]
+
+    def _step(self, action):
+        observation, reward, terminated, info = counter_env()._step(self, action)
+        return observation, reward * 2, terminated, info
+
+    assert "outside the declared range" in failures(broken(_step=_step)())["expert_reaches_success"]
+
+
+def test_check_text_env_raises_with_the_report_and_runs_only_what_is_asked():
+    cls = broken(__doc__="Count.")
+    with pytest.raises(EnvCheckError, match="lacks the section"):
+        check_text_env(cls())
+    report = check_text_env(cls(), only=["replay"])
+    assert [result.name for result in report.results] == ["replay"] and report.passed
+    with pytest.raises(ValueError, match="unknown check"):
+        check_text_env(cls(), only=["nope"])

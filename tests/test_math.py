@@ -14,22 +14,16 @@ import envs
 from agents.base import Agent, AgentInput, SamplingParams
 from envs.errors import TaskOptionError
 from envs.math.answers import answers_match, extract_answer
-from envs.math.critique import (
-    ERROR_KINDS,
-    Critique,
-    CritiqueFormatError,
-    OracleCritic,
-    StepCritique,
-    computations,
-    evaluate,
-    make_flawed,
-    parse_critique,
-    solution_steps,
-)
+from envs.math.arithmetic import computations, evaluate
+from envs.math.critics import OracleCritic
+from envs.math.critique import Critique, CritiqueFormatError, StepCritique, parse_critique, solution_steps
 from envs.math.data import write_critique_data
-from envs.math.problems import LEVEL_SPECS, format_number, generate_problem, load_problems
+from envs.math.flaws import ERROR_KINDS, make_flawed
+from envs.math.generator import generate_problem
+from envs.math.problems import LEVEL_SPECS, load_problems
+from envs.math.scaling import majority_vote, pass_at_k, scaling_report
+from envs.numbers import format_number
 from evol.rollout import EpisodeSpec, RolloutEngine
-from evol.test_time import majority_vote, pass_at_k, scaling_report
 
 ACTOR = "evol/MathCritique-v0"
 CRITIC = "evol/MathCritic-v0"
@@ -327,14 +321,14 @@ def test_critique_always_lets_the_critic_decide():
     assert oracle.step(oracle.expert_action())[2] is True  # the oracle accepts a right answer
 
 
-def test_a_model_critic_is_any_object_with_the_agent_interface():
-    class Reviewer(Agent):
+def test_a_model_critic_is_any_object_that_completes_conversations():
+    class Reviewer:  # the Completer protocol of envs.counterparts, duck-typed
         def __init__(self, reply: str):
             self.reply, self.prompts = reply, []
 
-        def generate(self, inputs, sampling):
-            self.prompts.append(inputs[0].messages)
-            return [[self.reply]]
+        def complete(self, conversations, *, temperature=0.0, max_new_tokens=256, n=1, seed=None):
+            self.prompts.append(conversations[0])
+            return [[self.reply] * n for _ in conversations]
 
     reviewer = Reviewer(
         "Step 1: ...\nVerdict: Wrong\nExplanation: 3 * 4 = 12, not 13.\n\nFinal answer: 9\nVerdict: Wrong"

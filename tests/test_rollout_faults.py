@@ -17,10 +17,7 @@ import requests
 
 from agents.base import AgentInput, SamplingParams
 from agents.scripted import ExpertAgent
-from evol.rollout import RolloutEngine, task_specs
-from evol.trainers.data import select
-from evol.trajectory import TrajectoryWriter, final_attempts, read_trajectories
-from server.client import (
+from envs.remote import (
     RemoteEnv,
     Reset,
     ServerBusy,
@@ -29,6 +26,9 @@ from server.client import (
     batch_call,
     batch_reset,
 )
+from evol.rollout import RolloutEngine, task_specs
+from evol.trainers.data import select
+from evol.trajectory import TrajectoryWriter, final_attempts, read_trajectories
 from server.launch import free_port
 from tests.conftest import ROOT, ServerProcess
 

@@ -11,7 +11,7 @@ import requests
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from server.client import RemoteEnv, RemoteEnvError, ServerUnavailable, batch_step
+from envs.remote import RemoteEnv, RemoteEnvError, ServerUnavailable, batch_step
 
 COUNTER = "acme/Counter-v0"
 
@@ -325,3 +325,49 @@ def test_sessions_spread_over_several_servers_and_batch_step(start_server):
     for env in remote:
         env.close()
     assert requests.get(f"{first.url}/health").json()["sessions"] == 0
+
+
+# ---- the layout: old import paths, the command line -------------------------------------
+def test_old_client_and_wire_paths_are_the_env_side_modules():
+    import envs.remote
+    import envs.wire
+    import server.client
+    import server.wire
+
+    assert (
+        server.client.RemoteEnv is envs.remote.RemoteEnv
+        and server.client.batch_call is envs.remote.batch_call
+    )
+    assert server.wire.to_wire is envs.wire.to_wire
+
+
+def test_serve_flags_take_their_defaults_from_server_limits():
+    import argparse
+
+    from server.app import ServerLimits
+    from server.serve import add_serve_arguments, limits_from_args
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert limits_from_args(parser.parse_args([COUNTER])) == ServerLimits()
+    args = parser.parse_args(
+        [COUNTER, "--ttl", "0", "--max-worker-memory", "2", "--allowed-hosts", "a.example", "--capacity", "3"]
+    )
+    limits = limits_from_args(args)
+    assert (limits.session_ttl, limits.max_worker_rss, limits.allowed_hosts) == (
+        None,
+        2 << 20,
+        ("a.example",),
+    )
+    assert limits.capacity == 3 and args.envs == [COUNTER] and args.port == 8000
+    assert "(default 256)" in parser.format_help()
+
+
+def test_python_m_server_refuses_an_unknown_env():
+    import subprocess
+    import sys
+
+    answer = subprocess.run(
+        [sys.executable, "-m", "server", "nope/Missing-v0", "--port", "1"], capture_output=True, text=True
+    )
+    assert answer.returncode == 2 and "unknown env" in answer.stderr

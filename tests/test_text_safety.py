@@ -28,18 +28,15 @@ from envs.charts.code_guard import UnsafeCodeError, check_plotting_code
 from envs.charts.env import extract_answer as chart_answer
 from envs.charts.env import normalize_label
 from envs.charts.env import parse_number as chart_number
-from envs.charts.synth import RenderError, make_chart, plotting_code, run_plotting_code
+from envs.charts.plotting import plotting_code
+from envs.charts.render import RenderError, run_plotting_code
+from envs.charts.synth import make_chart
 from envs.math.answers import answers_match, extract_answer, normalize_answer, parse_number
-from envs.math.critique import (
-    CritiqueFormatError,
-    OracleCritic,
-    computations,
-    evaluate,
-    parse_critique,
-    solution_steps,
-)
+from envs.math.arithmetic import computations, evaluate
+from envs.math.critics import OracleCritic
+from envs.math.critique import CritiqueFormatError, parse_critique, solution_steps
 from envs.math.expressions import ExpressionError, equivalent, parse, variables
-from envs.math.problems import generate_problem
+from envs.math.generator import generate_problem
 from envs.sciworld.env import DECORATION as SCIWORLD_DECORATION
 from envs.textworld.env import QUOTED as TEXTWORLD_QUOTED
 from envs.textworld.env import TextWorldEnv

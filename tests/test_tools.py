@@ -618,3 +618,48 @@ def test_self_demos_module_does_not_import_envs():
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not any(name.split(".")[0] in ("envs", "server", "evol") for name in imported)
+
+
+def test_call_strings_write_numbers_as_the_shared_env_format():
+    from fractions import Fraction
+
+    from envs.numbers import format_number
+
+    assert [format_number(v) for v in (3.0, 0.000741, 2.5, -1e-12, 10**20, 1 / 3)] == [
+        "3", "0.000741", "2.5", "0", "100000000000000000000", "0.3333333333",
+    ]  # fmt: skip
+    assert [format_number(v, 2) for v in (15.10, 2.675, -0.001)] == ["15.1", "2.67", "0"]
+    assert [format_number(Fraction(n, d)) for n, d in ((5, 2), (7, 3), (36, 1))] == ["2.5", "7/3", "36"]
+    call = Call("f", {"a": 2.0, "b": True, "c": None, "d": 0.25})
+    assert call_string(call) == "f(a=2, b=true, c=none, d=0.25)"
+
+
+def test_self_demos_reads_keyword_calls_as_json_literals_only():
+    from agents.self_demos import keyword_call
+
+    assert keyword_call("get_weather(city='Paris', days=3, hours=[1, (2, 3)])") == {
+        "name": "get_weather",
+        "arguments": {"city": "Paris", "days": 3, "hours": [1, [2, 3]]},
+    }
+    for text in (
+        "f(a={1, 2})",
+        "f(a=b'x')",
+        "f(a=1j)",
+        "f(a=x)",
+        "f(1)",
+        "f(**m)",
+        "f(a=1e999)",
+        "f(a={[]: 1})",
+    ):
+        assert keyword_call(text) is None, text
+    demo = parse_demonstration("Query: weather?\nFunction calls:\nget_weather(city='Paris')")
+    assert demo["calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+
+
+def test_self_demos_keys_its_preparations_by_the_conversation_opening():
+    from agents.self_demos import opening_key
+
+    opening = [{"role": "system", "content": "s"}, {"role": "user", "content": "task 1"}]
+    later = opening + [{"role": "assistant", "content": "a"}, {"role": "user", "content": "o"}]
+    assert opening_key(opening) == opening_key(later)  # every turn and sample of one task
+    assert opening_key(opening) != opening_key([opening[0], {"role": "user", "content": "task 2"}])

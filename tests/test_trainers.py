@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from agents.tiny import build_tiny_model
 from evol.rollout import EpisodeSpec, RolloutEngine, task_specs
 from evol.trainers.agentevol import AgentEvolConfig, AgentEvolTrainer
 from evol.trainers.bc import BCConfig, BCTrainer
-from evol.trainers.config import ConfigError, from_mapping, load_config
+from evol.trainers.config import ConfigError, from_mapping, load_config, parse_config
 from evol.trainers.sft import TrainSettings
 from evol.trajectory import TrajectoryWriter, read_trajectories
 from tests.conftest import ROOT
@@ -165,24 +166,90 @@ def test_interrupted_agentevol_resumes_from_its_last_finished_phase(tmp_path):
         ({"learning_rate": 0.1}, "learning_rate"),
         ({"envs": ["nope/Missing-v0"]}, "envs"),
         ({"train": {"epochs": 0}}, "epochs"),
+        ({"train": {"epoch": 2}}, "epoch"),
+        ({"train": 3}, "train"),
         ({"env_tasks": {"evol/BabyAI-v0": {"base_tasks": 3}}}, "env_tasks"),
         ({"instruction_in_context": ["evol/BabyAI-v0"]}, "instruction_in_context"),
         ({"instruction_in_context": "yes"}, "instruction_in_context"),
     ],
 )
-def test_bad_agentevol_config_is_refused_naming_the_field(tmp_path, change, field):
+def test_bad_agentevol_config_is_refused_naming_the_field(tmp_path, capsys, change, field):
     import yaml
+
+    from evol.cli import main
 
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "envs": [COUNTER], **change}))
     with pytest.raises(ConfigError, match=field):
         load_config(AgentEvolConfig, path)
-    answer = subprocess.run(
-        [sys.executable, "-m", "evol.cli", "train", "agentevol", "--config", str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert answer.returncode == 2 and "bad config" in answer.stderr and field in answer.stderr
+    assert main(["train", "agentevol", "--config", str(path)]) == 2
+    stderr = capsys.readouterr().err
+    assert "bad config" in stderr and field in stderr
     assert not (tmp_path / "run").exists(), "nothing may start before the config is checked"
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--iterations", "many"], "--iterations"),
+        (["--keep", "best"], "--keep"),
+        (["--train.epochs", "0"], "epochs"),
+        (["--set", "train.epoch=2"], "epoch"),
+        (["--set", "iterations"], "FIELD=VALUE"),
+        (["--history_turns", "2.5"], "--history_turns"),
+        (["--unknown", "1"], "--unknown"),
+    ],
+)
+def test_bad_flag_is_refused_naming_the_field(args, field):
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        parse_config(AgentEvolConfig, ["--set", f"envs=[{COUNTER}]", *args])
+
+
+def test_flags_override_set_which_overrides_the_file(tmp_path):
+    import yaml
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"envs": [COUNTER], "iterations": 1, "train": {"epochs": 3.0, "seed": 4}}))
+    config = parse_config(
+        AgentEvolConfig,
+        ["--config", str(path), "--set", "iterations=5", "--set", "train.learning_rate=2.0e-3",
+         "--iterations", "6", "--train.batch_size", "2", "--no_progress", "--history_turns", "1",
+         "--instruction_in_context", f"[{COUNTER}]", "--reward_threshold", f"{{{COUNTER}: 0.5}}"],
+    )  # fmt: skip
+    assert config.iterations == 6 and config.progress is False and config.history_turns == 1
+    assert (config.train.epochs, config.train.seed, config.train.learning_rate) == (3.0, 4, 2e-3)
+    assert config.train.batch_size == 2 and config.bc_train == TrainSettings()
+    assert config.instruction_in_context == [COUNTER] and config.reward_threshold == {COUNTER: 0.5}
+    assert isinstance(config.train.epochs, float)
+    assert load_config(AgentEvolConfig, path, {"train.epochs": 2}).train == TrainSettings(epochs=2.0, seed=4)
+
+
+def test_every_config_field_has_help_in_its_metadata():
+    from dataclasses import fields
+
+    for cls in (AgentEvolConfig, BCConfig, TrainSettings):
+        assert all(f.metadata.get("help") for f in fields(cls)), cls
+
+
+@pytest.mark.parametrize("algorithm, config_class", [("agentevol", AgentEvolConfig), ("bc", BCConfig)])
+def test_train_help_lists_every_field_with_its_help_and_default(algorithm, config_class):
+    from dataclasses import fields
+
+    answer = subprocess.run(
+        [sys.executable, "-m", "evol.cli", "train", algorithm, "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    text = " ".join(answer.stdout.split())
+    for field in fields(config_class):
+        if field.type in ("TrainSettings",):
+            names = [(f"{field.name}.{f.name}", f) for f in fields(TrainSettings)]
+        else:
+            names = [(field.name, field)]
+        for name, described in names:
+            assert f"--{name} " in text, name
+            assert " ".join(described.metadata["help"].split()) in text, name
+    assert "(default: 100)" in text if algorithm == "agentevol" else "(required)" in text
 
 
 def test_lora_training_saves_a_merged_plain_checkpoint(expert_file, tmp_path):

@@ -14,7 +14,7 @@ constant exponent; `rcParams` only set with literal keys from a list of styling 
 (others make matplotlib run programs: `text.usetex`, `animation.*`).
 
 Not a sandbox: Python cannot be confined by inspection alone. The code also runs with
-restricted builtins and a guarded `__import__` (`envs.charts.synth.run_plotting_code`),
+restricted builtins and a guarded `__import__` (`envs.charts.render.run_plotting_code`),
 and in a render worker process under a time limit. Before agents may submit plotting
 code, that worker also needs OS limits (memory, CPU, no file system or network).
 """

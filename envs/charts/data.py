@@ -19,8 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envs.charts.env import QUESTIONS_PER_CHART
+from envs.charts.plotting import plotting_code
 from envs.charts.questions import QA_TYPES, pick_questions
-from envs.charts.synth import ChartRenderer, make_chart, plotting_code
+from envs.charts.render_workers import ChartRenderer
+from envs.charts.synth import make_chart
 
 
 def write_chart_data(

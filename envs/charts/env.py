@@ -13,18 +13,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from envs.charts.chart import CHART_TYPES, IMAGE_SHAPE
+from envs.charts.plotting import plotting_code
 from envs.charts.questions import Question, chart_vocabulary, pick_questions
-from envs.charts.synth import (
-    CHART_TYPES,
-    IMAGE_SHAPE,
-    chart_table,
-    format_number,
-    make_chart,
-    plotting_code,
-    shared_renderer,
-)
+from envs.charts.render_workers import shared_renderer
+from envs.charts.synth import make_chart
+from envs.charts.table import chart_table
 from envs.core import MAX_TASK, RENDER_MODE, TextEnv, turns_param
 from envs.errors import TaskOptionError
+from envs.numbers import format_number
 from envs.params import Param, choice_param, task_param
 
 MODES = ("image", "code", "table")
@@ -297,7 +294,7 @@ class ChartQAEnv(TextEnv):
         info = {
             "instruction": INSTRUCTION.format(
                 source=SOURCES[mode],
-                rel_tol=format_number(self.rel_tol * 100),
+                rel_tol=format_number(self.rel_tol * 100, 2),
                 abs_tol=format_number(self.abs_tol, 6),
                 max_turns=self.max_turns,
             ),

@@ -7,18 +7,11 @@ from typing import Any
 
 from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import TaskOptionError
-from envs.math.critique import (
-    CRITIC_INSTRUCTION,
-    ERROR_KINDS,
-    CritiqueFormatError,
-    FlawedSolution,
-    OracleCritic,
-    correct_solution,
-    critique_prompt,
-    make_flawed,
-    parse_critique,
-)
-from envs.math.problems import DIFFICULTIES, TASKS_PER_SPLIT, Problem, generate_problem
+from envs.math.critics import CRITIC_INSTRUCTION, OracleCritic, critique_prompt
+from envs.math.critique import CritiqueFormatError, parse_critique
+from envs.math.flaws import ERROR_KINDS, FlawedSolution, correct_solution, make_flawed
+from envs.math.generator import generate_problem
+from envs.math.problems import DIFFICULTIES, TASKS_PER_SPLIT, Problem
 from envs.params import Param, choice_param, task_param
 
 CANDIDATE_KINDS = ("none", *ERROR_KINDS)

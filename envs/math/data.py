@@ -6,8 +6,10 @@ import json
 import random
 from pathlib import Path
 
-from envs.math.critique import ERROR_KINDS, OracleCritic, critique_messages, make_flawed
-from envs.math.problems import LEVELS, TASKS_PER_SPLIT, generate_problem
+from envs.math.critics import OracleCritic, critique_messages
+from envs.math.flaws import ERROR_KINDS, make_flawed
+from envs.math.generator import generate_problem
+from envs.math.problems import LEVELS, TASKS_PER_SPLIT
 
 
 def write_critique_data(n: int, out_path: str | Path, seed: int = 0, split: str = "train") -> int:

@@ -5,13 +5,13 @@
   helpfulness heuristics (length, on-topic overlap; refusing a benign request scores 0).
 - `ClassifierJudge(path)`: any Hugging Face sequence-classification model from a local
   path (a safety classifier, or a reward model read as "higher is safer").
-- `LLMJudge(agent)`: a Llama-Guard-style prompt through any object with the agent
-  interface (a local model, an OpenAI-compatible endpoint); parses `safe` / `unsafe` and
-  the violated category codes.
+- `LLMJudge(model)`: a Llama-Guard-style prompt through any model counterpart
+  (`envs.counterparts.Completer`: a local model, an OpenAI-compatible endpoint); parses
+  `safe` / `unsafe` and the violated category codes.
 
 The classifier and LLM judges give P(unsafe); refusal and helpfulness always come from
 the guard's heuristics, so every judge returns the same `Verdict`. `as_judge(spec)`
-builds one from a kwarg: None or "guard", "classifier:PATH", a judge, or an agent.
+builds one from a kwarg: None or "guard", "classifier:PATH", a judge, or a model counterpart.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from envs.counterparts import Completer, is_completer, require_completer
 from envs.redteam.taxonomy import (
     CATEGORIES,
     CATEGORY_BY_ID,
@@ -383,7 +384,7 @@ def parse_guard_reply(text: str) -> tuple[bool | None, list[str]]:
 
 
 class LLMJudge(Judge):
-    """A Llama-Guard-style judge through any object with the agent interface.
+    """A Llama-Guard-style judge through any model counterpart (`Completer`: any agent).
 
     Each pair becomes one user message (the policy's categories, the conversation, the
     answer format); the reply's first line reads `safe` or `unsafe`, a second line the
@@ -392,14 +393,12 @@ class LLMJudge(Judge):
 
     name = "llm"
 
-    def __init__(self, agent: Any, samples: int = 1, temperature: float = 0.0, max_new_tokens: int = 32):
-        if not hasattr(agent, "act"):
-            raise TypeError(
-                f"an LLM judge needs an object with the agent interface, got {type(agent).__name__}"
-            )
+    def __init__(
+        self, agent: Completer, samples: int = 1, temperature: float = 0.0, max_new_tokens: int = 32
+    ):
         if samples < 1:
             raise ValueError("samples must be >= 1")
-        self.agent = agent
+        self.agent = require_completer(agent, "LLM judge")
         self.samples = samples
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
@@ -425,14 +424,12 @@ class LLMJudge(Judge):
         return [_read_samples(samples) for samples in self._ask(pairs)]
 
     def _ask(self, pairs: list[tuple[str, str]]) -> list[list[str]]:
-        from agents.base import AgentInput, SamplingParams  # the interface, never a backend
-
-        sampling = SamplingParams(
-            temperature=self.temperature, max_new_tokens=self.max_new_tokens, n=self.samples
+        if not pairs:
+            return []
+        conversations = [[{"role": "user", "content": self.prompt(p, r)}] for p, r in pairs]
+        return self.agent.complete(
+            conversations, temperature=self.temperature, max_new_tokens=self.max_new_tokens, n=self.samples
         )
-        inputs = [AgentInput(messages=[{"role": "user", "content": self.prompt(p, r)}]) for p, r in pairs]
-        outputs = self.agent.act(inputs, sampling) if inputs else []
-        return [list(getattr(o, "samples", None) or [getattr(o, "text", str(o))]) for o in outputs]
 
 
 def _read_samples(samples: list[str]) -> tuple[float, str | None]:
@@ -447,18 +444,18 @@ def _read_samples(samples: list[str]) -> tuple[float, str | None]:
 
 
 def as_judge(spec: Any) -> Judge:
-    """A judge from a kwarg: None or "guard"; "classifier:PATH"; a `Judge`; an agent (LLM judge)."""
+    """A judge from a kwarg: None or "guard"; "classifier:PATH"; a `Judge`; a model (LLM judge)."""
     if spec is None or spec == "guard":
         return GuardJudge()
     if isinstance(spec, Judge):
         return spec
     if isinstance(spec, str) and spec.startswith("classifier:"):
         return ClassifierJudge(spec.split(":", 1)[1])
-    if hasattr(spec, "act"):
+    if is_completer(spec):
         return LLMJudge(spec)
     raise TypeError(
-        "judge must be None, 'guard', 'classifier:PATH', a Judge, or an object with the agent interface; "
-        f"got {spec!r}"
+        "judge must be None, 'guard', 'classifier:PATH', a Judge, or a model with complete(conversations, ...) "
+        f"(any agent); got {spec!r}"
     )
 
 

@@ -10,9 +10,9 @@
 - `TemplateAttacker`: the attacker env's expert: wraps the seed request (as written or
   reworded) in one of a set of pretexts, choosing the candidate the env predicts to score
   best (P(unsafe) against the scripted defender minus the diversity penalty).
-- `AgentCounterpart`: one reply from any object with the agent interface. The input
-  carries a view whose `expert_action()` is the scripted counterpart's reply, so the
-  `expert` agent spec (`evol serve --counterpart defender=expert`) plays the scripted one.
+- `AgentCounterpart`: one reply from a model counterpart (`envs.counterparts.Completer`:
+  any agent). A counterpart that reads the env instead of text (the `expert` agent spec,
+  `evol serve --counterpart defender=expert`) plays the scripted one.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from envs.counterparts import Completer, plays_scripted, reply_action, require_completer
 from envs.redteam.data import SeedPrompt, topic_of
 from envs.redteam.judges import UNSAFE_THRESHOLD, analyse_prompt
 from envs.redteam.taxonomy import CATEGORY_BY_ID
@@ -192,32 +193,20 @@ class TemplateAttacker:
         return candidates[scores.index(max(scores))]
 
 
-class _ScriptedView:
-    """What an `expert` agent sees as the env: its expert action is the scripted reply."""
-
-    def __init__(self, scripted: Callable[[], str]):
-        self._scripted = scripted
-
-    def expert_action(self) -> str:
-        return self._scripted()
-
-
 class AgentCounterpart:
-    """One reply (the parsed action, else the raw text) from an object with the agent interface."""
+    """One reply from a model counterpart: its `Action:` line if it has one, else the whole text."""
 
-    def __init__(self, agent: Any, max_new_tokens: int = 256, temperature: float = 0.0):
-        if not hasattr(agent, "act"):
-            raise TypeError(
-                f"a counterpart needs an object with the agent interface, got {type(agent).__name__}"
-            )
-        self.agent = agent
+    def __init__(self, agent: Completer, max_new_tokens: int = 256, temperature: float = 0.0):
+        self.agent = agent if plays_scripted(agent) else require_completer(agent, "counterpart")
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
 
     def reply(self, messages: list[dict[str, Any]], scripted: Callable[[], str]) -> str:
-        from agents.base import AgentInput, SamplingParams  # the interface, never a backend
-
-        sampling = SamplingParams(temperature=self.temperature, max_new_tokens=self.max_new_tokens)
-        [output] = self.agent.act([AgentInput(messages=messages, env=_ScriptedView(scripted))], sampling)
-        action = getattr(output, "action", None)
-        return (action if action else getattr(output, "text", str(output))).strip()
+        if plays_scripted(self.agent):
+            text = scripted()
+        else:
+            [replies] = self.agent.complete(
+                [messages], temperature=self.temperature, max_new_tokens=self.max_new_tokens
+            )
+            text = replies[0] if replies else ""
+        return reply_action(text) or text.strip()

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from envs.numbers import format_number
+
 FINAL_ANSWER = re.compile(r"final\s*answer\s*:\s*(.*)\Z", re.IGNORECASE | re.DOTALL)
 ACTION_INPUT = re.compile(r"action\s*input\s*:", re.IGNORECASE)
 ACTION_PREFIX = re.compile(r"^\s*action\s*:\s*", re.IGNORECASE)
@@ -243,19 +245,12 @@ def json_literal(node: ast.AST, depth: int = 0) -> Any:
 
 
 # ---- OOD-Toolset's call strings and metrics ----------------------------------------------
-def format_number(value: float) -> str:
-    """A number as its shortest plain decimal: 3.0 -> '3', 0.000741 -> '0.000741'."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    return f"{value:.10f}".rstrip("0").rstrip(".")
-
-
 def _value_text(value: Any) -> str:
     if isinstance(value, str):
         return f"'{value}'"
-    if isinstance(value, (bool, int, float)):
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
         return format_number(value)
     if value is None:
         return "none"

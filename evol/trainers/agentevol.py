@@ -29,12 +29,12 @@ from typing import Any, Literal
 import envs
 from agents.base import SamplingParams
 from agents.scripted import ExpertAgent
-from evol.evaluate import summarize
+from evol.evaluate import evaluate
 from evol.rollout import RolloutEngine, task_specs
+from evol.runs import prefix_cache_size, run_specs
 from evol.trainers.config import save_config
 from evol.trainers.data import examples, load_trajectories, select
 from evol.trainers.sft import TrainSettings, fine_tune
-from evol.trajectory import TrajectoryWriter, final_attempts, read_trajectories
 
 TASK_KEYS = ("base_tasks", "explore_tasks", "eval_tasks")
 
@@ -43,47 +43,87 @@ TASK_KEYS = ("base_tasks", "explore_tasks", "eval_tasks")
 class AgentEvolConfig:
     """Every knob of an AgentEvol run, with its default."""
 
-    run_dir: str = "runs/agentevol"  # where everything of the run is written
-    envs: list[str] = field(default_factory=lambda: ["evol/BabyAI-v0"])  # env ids to learn
-    base_model: str = (
-        "tiny"  # an HF checkpoint directory, or a preset ("tiny", "small") built on the expert text
+    run_dir: str = field(
+        default="runs/agentevol", metadata={"help": "where everything of the run is written"}
+    )
+    envs: list[str] = field(default_factory=lambda: ["evol/BabyAI-v0"], metadata={"help": "env ids to learn"})
+    base_model: str = field(
+        default="tiny",
+        metadata={
+            "help": 'an HF checkpoint directory, or a preset ("tiny", "small") built on the expert text'
+        },
     )
     expert_data: list[str] = field(
-        default_factory=list
-    )  # BC trajectory files; empty: collect with the envs' experts
-    base_tasks: int = 100  # expert trajectories per env for BC: train tasks [0, base_tasks)
-    explore_tasks: int = 400  # the wider exploration set per env: train tasks [0, explore_tasks)
-    eval_tasks: int = 50  # held-out test tasks per env evaluated after each stage
+        default_factory=list,
+        metadata={"help": "BC trajectory files; empty: collect them with the envs' experts"},
+    )
+    base_tasks: int = field(
+        default=100, metadata={"help": "expert trajectories per env for BC: train tasks [0, base_tasks)"}
+    )
+    explore_tasks: int = field(
+        default=400,
+        metadata={"help": "the wider exploration set per env: train tasks [0, explore_tasks)"},
+    )
+    eval_tasks: int = field(
+        default=50, metadata={"help": "held-out test tasks per env evaluated after each stage"}
+    )
     env_tasks: dict[str, dict[str, int]] = field(
-        default_factory=dict
-    )  # per-env overrides of the three task counts
-    samples_per_task: int = 1  # K: exploration episodes per task
-    explore_temperature: float = 1.0  # sampling temperature when exploring (evaluation is greedy)
-    iterations: int = 2  # M: explore -> learn -> evaluate rounds after BC
-    keep: Literal["success", "threshold", "reward_weighted"] = "success"  # the filter/weight rule
-    reward_threshold: float | dict[str, float] = 0.99  # with keep=threshold: one value or one per env id
-    merge: Literal["base", "cumulative"] = (
-        "base"  # learn on expert + this iteration's data, or + all iterations'
+        default_factory=dict,
+        metadata={"help": "per-env overrides of the three task counts: {env_id: {base_tasks: n, ...}}"},
     )
-    learn_from: Literal["base", "last"] = (
-        "base"  # fine-tune the base model each iteration (AgentGym) or the last
+    samples_per_task: int = field(default=1, metadata={"help": "K: exploration episodes per task"})
+    explore_temperature: float = field(
+        default=1.0, metadata={"help": "sampling temperature when exploring (evaluation is greedy)"}
     )
-    eval_untrained: bool = True  # evaluate the model before any training
-    history_turns: int | None = None  # what the agent sees: None = the whole episode; k = the last k turns
-    instruction_in_context: bool | list[str] = (
-        True  # the agent sees envs' instructions: all, none, or these env ids
+    iterations: int = field(default=2, metadata={"help": "M: explore -> learn -> evaluate rounds after BC"})
+    keep: Literal["success", "threshold", "reward_weighted"] = field(
+        default="success",
+        metadata={
+            "help": "the filter/weight rule: successes, rewards over a threshold, or reward-weighted loss"
+        },
     )
-    max_new_tokens: int = 32  # tokens per agent reply
-    concurrency: int = 32  # episodes in flight in every rollout
-    urls: list[str] = field(default_factory=list)  # env servers to use; empty: launch `servers` of them
-    servers: int = 1  # env servers the trainer launches when `urls` is empty
-    backend: Literal["hf", "vllm"] = "hf"  # how the policy generates
-    device: str = "auto"  # for the hf backend
-    prefix_cache: bool = True  # hf backend: keep each episode's KV cache across its turns
-    seed: int = 0
-    progress: bool = True  # progress bars
-    bc_train: TrainSettings = field(default_factory=TrainSettings)  # how behaviour cloning learns
-    train: TrainSettings = field(default_factory=TrainSettings)  # how each iteration learns
+    reward_threshold: float | dict[str, float] = field(
+        default=0.99, metadata={"help": "with keep=threshold: one value, or one per env id"}
+    )
+    merge: Literal["base", "cumulative"] = field(
+        default="base", metadata={"help": "learn on expert + this iteration's data, or + all iterations'"}
+    )
+    learn_from: Literal["base", "last"] = field(
+        default="base", metadata={"help": "fine-tune the base model each iteration (AgentGym) or the last"}
+    )
+    eval_untrained: bool = field(default=True, metadata={"help": "evaluate the model before any training"})
+    history_turns: int | None = field(
+        default=None, metadata={"help": "what the agent sees: null = the whole episode; k = the last k turns"}
+    )
+    instruction_in_context: bool | list[str] = field(
+        default=True,
+        metadata={"help": "the agent sees envs' instructions: all (true), none (false), or these env ids"},
+    )
+    max_new_tokens: int = field(default=32, metadata={"help": "tokens per agent reply"})
+    concurrency: int = field(default=32, metadata={"help": "episodes in flight in every rollout"})
+    urls: list[str] = field(
+        default_factory=list, metadata={"help": "env servers to use; empty: launch `servers` of them"}
+    )
+    servers: int = field(
+        default=1, metadata={"help": "env servers the trainer launches when `urls` is empty"}
+    )
+    backend: Literal["hf", "vllm"] = field(default="hf", metadata={"help": "how the policy generates"})
+    device: str = field(
+        default="auto", metadata={"help": "the device of the hf backend (auto, cpu, cuda, ...)"}
+    )
+    prefix_cache: bool = field(
+        default=True, metadata={"help": "hf backend: keep each episode's KV cache across its turns"}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seed of the policy's sampling and of the preset model's initialisation"}
+    )
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    bc_train: TrainSettings = field(
+        default_factory=TrainSettings, metadata={"help": "how behaviour cloning learns"}
+    )
+    train: TrainSettings = field(
+        default_factory=TrainSettings, metadata={"help": "how each iteration learns"}
+    )
 
     def __post_init__(self) -> None:
         if not self.envs:
@@ -198,12 +238,12 @@ class AgentEvolTrainer:
             str(model_dir),
             device=self.config.device,
             seed=self.config.seed,
-            prefix_cache=2 * self.config.concurrency if self.config.prefix_cache else 0,
+            prefix_cache=prefix_cache_size(self.config.prefix_cache, self.config.concurrency),
         )
 
-    def _rollout(self, agent, specs, out: Path, temperature: float) -> None:
+    def _engine(self, agent, temperature: float) -> RolloutEngine:
         self._ensure_servers()
-        engine = RolloutEngine(
+        return RolloutEngine(
             agent,
             concurrency=self.config.concurrency,
             sampling=SamplingParams(temperature=temperature, max_new_tokens=self.config.max_new_tokens),
@@ -212,16 +252,16 @@ class AgentEvolTrainer:
             instruction_in_context=self.config.instruction_in_context,
             progress=self.config.progress,
         )
-        try:
-            with TrajectoryWriter(out) as writer:
-                finished = engine.run(specs, writer)
-        finally:
-            engine.close()
+
+    def _log_errors(self, finished: list, out: Path) -> None:
         errors = [t for t in finished if t.error is not None]
         if errors:
             self.log(
                 f"[agentevol] {len(errors)} episodes in {out} ended with an error, e.g.: {errors[0].error}"
             )
+
+    def _rollout(self, agent, specs, out: Path, temperature: float) -> None:
+        self._log_errors(run_specs(self._engine(agent, temperature), specs, out).finished, out)
 
     def _expert_files(self) -> list[Path]:
         return [Path(p) for p in self.config.expert_data] or [self.run_dir / "expert.jsonl"]
@@ -232,23 +272,21 @@ class AgentEvolTrainer:
         return self.run_dir / "base_model"
 
     def _evaluate(self, stage: str, model_dir: Path, iteration: int) -> None:
-        out = self.run_dir / "eval" / stage
-        out.mkdir(parents=True, exist_ok=True)
-        specs = [
-            s
-            for env_id in self.config.envs
-            for s in task_specs([env_id], self.config.tasks(env_id, "eval_tasks"), split="test")
-        ]
-        self._rollout(self._policy(model_dir), specs, out / "trajectories.jsonl", temperature=0.0)
-        keys = {spec.key for spec in specs}
-        summary = summarize(
-            final_attempts(t for t in read_trajectories(out / "trajectories.jsonl") if t.key in keys)
-        )
-        (out / "results.json").write_text(json.dumps(summary, indent=2))
-        for env_id, row in summary.items():
+        """Held-out success of the model of `stage` (greedy): `eval/STAGE/` and the metrics."""
+        tasks = {env_id: self.config.tasks(env_id, "eval_tasks") for env_id in self.config.envs}
+        engine = self._engine(self._policy(model_dir), temperature=0.0)
+        result = evaluate(engine, tasks, self.run_dir / "eval" / stage, agent=f"{stage} ({model_dir})")
+        self._log_errors(result.run.finished, result.run.path)
+        for written in result.reports:
+            if written.error:
+                self.log(
+                    f"[agentevol] the {written.report.name} report of {written.env} failed: {written.error}"
+                )
+        for env_id, row in result.summary.items():
             self._metric({"stage": stage, "iteration": iteration, "env": env_id, **row})
         self.log(
-            f"[agentevol] {stage}: " + ", ".join(f"{e} {r['success_rate']:.1%}" for e, r in summary.items())
+            f"[agentevol] {stage}: "
+            + ", ".join(f"{e} {r['success_rate']:.1%}" for e, r in result.summary.items())
         )
 
     def _examples(self, selected: list) -> list[dict]:

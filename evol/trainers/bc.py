@@ -28,18 +28,28 @@ from evol.trainers.sft import TrainResult, TrainSettings, fine_tune
 class BCConfig:
     """Every knob of a behaviour-cloning run."""
 
-    model: str  # the HF checkpoint directory to start from
-    data: list[str]  # trajectory JSONL files to learn from
-    output_dir: str  # the run directory: config, checkpoints, final model in `model/`
-    keep: Literal["success", "threshold", "reward_weighted", "all"] = (
-        "success"  # which trajectories to learn from
+    model: str = field(metadata={"help": "the HF checkpoint directory to start from"})
+    data: list[str] = field(metadata={"help": "trajectory JSONL files to learn from"})
+    output_dir: str = field(
+        metadata={"help": "the run directory: config, checkpoints, the final model in `model/`"}
     )
-    reward_threshold: float = 0.99  # with keep=threshold: minimum episode reward
-    history_turns: int | None = None  # None: whole episodes; k: per-turn examples with k earlier turns
-    instruction_in_context: bool | list[str] = (
-        True  # keep envs' instructions (system message): all, none, or these ids
+    keep: Literal["success", "threshold", "reward_weighted", "all"] = field(
+        default="success", metadata={"help": "which trajectories to learn from (and how to weight them)"}
     )
-    train: TrainSettings = field(default_factory=TrainSettings)
+    reward_threshold: float = field(
+        default=0.99, metadata={"help": "with keep=threshold: minimum episode reward"}
+    )
+    history_turns: int | None = field(
+        default=None,
+        metadata={"help": "null: whole episodes; k: per-turn examples, each with k earlier turns"},
+    )
+    instruction_in_context: bool | list[str] = field(
+        default=True,
+        metadata={
+            "help": "keep envs' instructions (system message): all (true), none (false), or these env ids"
+        },
+    )
+    train: TrainSettings = field(default_factory=TrainSettings, metadata={"help": "how fine-tuning learns"})
 
     def __post_init__(self) -> None:
         if not self.data:

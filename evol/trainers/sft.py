@@ -32,27 +32,46 @@ def _checkpointing_arg() -> str:
 class TrainSettings:
     """How one fine-tuning run learns (the `train:` section of a config file)."""
 
-    epochs: float = 1.0  # passes over the data (AgentGym's scripts: 1)
-    learning_rate: float = (
-        1e-5  # AgentGym's scripts: 1e-5; the tiny preset learns from scratch and wants ~2e-3
+    epochs: float = field(default=1.0, metadata={"help": "passes over the data (AgentGym's scripts: 1)"})
+    learning_rate: float = field(
+        default=1e-5,
+        metadata={"help": "AgentGym's scripts: 1e-5; the tiny preset learns from scratch and wants ~2e-3"},
     )
-    batch_size: int = 8  # sequences per device per step
-    gradient_accumulation_steps: int = 1  # global batch = batch_size * accumulation * devices (AgentGym: 32)
-    warmup_ratio: float = 0.1  # share of steps with linear warmup (AgentGym: 10%)
-    lr_scheduler: str = "linear"  # any transformers scheduler name
-    weight_decay: float = 0.0
-    max_length: int = 2048  # tokens per trajectory; longer ones keep their start (counted in the result)
-    save_steps: int | None = None  # save a checkpoint every N optimizer steps; None: only the final model
-    logging_steps: int = 10
-    seed: int = 0
-    bf16: bool = False  # bfloat16 mixed precision (GPUs that support it)
-    gradient_checkpointing: bool = False
-    lora: bool = False  # train LoRA adapters (peft) instead of all weights; merged into the saved model
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
-    progress: bool = True  # progress bar
+    batch_size: int = field(default=8, metadata={"help": "sequences per device per step"})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "global batch = batch_size * accumulation * devices (AgentGym: 32)"}
+    )
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "share of steps with linear warmup (AgentGym: 0.1)"}
+    )
+    lr_scheduler: str = field(default="linear", metadata={"help": "any transformers scheduler name"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_length: int = field(
+        default=2048,
+        metadata={"help": "tokens per example; longer ones keep their start (counted in the result)"},
+    )
+    save_steps: int | None = field(
+        default=None,
+        metadata={"help": "save a checkpoint every N optimizer steps; null: only the final model"},
+    )
+    logging_steps: int = field(default=10, metadata={"help": "log the loss every N optimizer steps"})
+    seed: int = field(default=0, metadata={"help": "seed of the data order and of new weights (LoRA)"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision (GPUs that support it)"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in the backward pass to save memory"}
+    )
+    lora: bool = field(
+        default=False,
+        metadata={"help": "train LoRA adapters (peft) instead of all weights; merged into the saved model"},
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA adapters' input"})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "modules that get adapters; null: peft's default for the architecture"},
+    )
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "learning_rate"):

@@ -1,5 +1,7 @@
 """Test-time scaling for math: majority vote and pass@k over samples, before and after critique-refine.
 
+The math family's evaluation report (registered in `envs.registry.BUILTIN_REPORTS`: `evol eval`
+writes it as `test_time.json`; `evol eval --refine R` sets the env kwargs `refine_kwargs` gives).
 `scaling_report(trajectories)` reads `evol/MathCritique-v0` trajectories (N samples a task,
 e.g. from `evol eval --samples N`) and reports, over the tasks, accuracy@1 (the mean
 correctness of one sample), majority-vote accuracy and pass@k, for the first attempts
@@ -21,10 +23,27 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from math import comb
-from typing import Any
+from typing import Any, Protocol
 
 from envs.math.answers import answers_match, extract_answer, normalize_answer, parse_number
-from evol.trajectory import Trajectory
+
+
+class Trajectory(Protocol):
+    """What the report reads of a recorded episode (`evol.trajectory.Trajectory` has it)."""
+
+    env: str
+    key: str
+    task: dict[str, Any]
+    actions: list[str]
+    error: str | None
+
+
+def refine_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The env kwargs of `evol eval --refine R --critic C`: R critique-then-refine rounds with
+    critic C; none without `--refine`."""
+    if not options.get("refine"):
+        return {}
+    return {"critic": options.get("critic") or "oracle", "refine_rounds": options["refine"]}
 
 
 def majority_vote(answers: Iterable[str | None]) -> str | None:

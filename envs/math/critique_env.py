@@ -9,8 +9,9 @@ from typing import Any
 from envs.core import MAX_TASK, RENDER_MODE, TextEnv, turns_param
 from envs.errors import ParamError, TaskOptionError
 from envs.math.answers import DEFAULT_TIMEOUT, answers_match, extract_answer
-from envs.math.critique import OracleCritic, as_critic
-from envs.math.problems import DIFFICULTIES, TASKS_PER_SPLIT, Problem, generate_problem, load_problems
+from envs.math.critics import OracleCritic, as_critic
+from envs.math.generator import generate_problem
+from envs.math.problems import DIFFICULTIES, TASKS_PER_SPLIT, Problem, load_problems
 from envs.params import Param, choice_param, task_param
 
 GUIDANCE = ("none", "answer", "rationale", "state_reset", "interactive")
@@ -94,8 +95,8 @@ class MathCritiqueEnv(TextEnv):
     Constructor kwargs: `data` (a local .jsonl/.json/.parquet file, or a mapping of
     split to file; default: generated problems), `critic` (None: no critic; "oracle":
     the exact step checker, for generated problems and annotated GSM8K; or an object with
-    `critique(question, solution)`, or with the agent interface, which is wrapped into a
-    `ModelCritic`), `refine_rounds` (default 2, at most 16), `critique_when` ("wrong": the gold
+    `critique(question, solution)`, or a model with `complete(conversations, ...)`, such as
+    an agent, which is wrapped into a `ModelCritic`), `refine_rounds` (default 2, at most 16), `critique_when` ("wrong": the gold
     check decides, the default; "always": every attempt is critiqued and the critic's
     verdict decides), `difficulty` (default "mixed"), `answer_timeout` (seconds per
     symbolic answer check, default 2, from 0.1 to 10), `max_turns` (at most 100),

@@ -1,0 +1,211 @@
+"""Critics of math solutions: one interface, `critique(question, solution) -> Critique`.
+
+`OracleCritic(problem)` checks every step exactly against a problem's reference (it
+recomputes each line's arithmetic and follows the reference's step values) and names the
+first wrong step with the right computation. `ModelCritic(model)` asks a model: any
+object with `complete(conversations, ...)` (the `Completer` protocol of
+`envs.counterparts`; `agents.Agent` provides it) gets the critique prompt. `as_critic`
+takes either. See docs/architecture.md for how a counterpart model reaches an env.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Protocol
+
+from envs.counterparts import Completer, is_completer, require_completer
+from envs.math.answers import answers_match, extract_answer
+from envs.math.arithmetic import Computation, computations, stated_numbers
+from envs.math.critique import (
+    Critique,
+    CritiqueFormatError,
+    StepCritique,
+    numbered_solution,
+    parse_critique,
+    solution_steps,
+)
+from envs.math.problems import TRIVIAL_NUMBERS, Problem
+from envs.numbers import format_number
+
+
+class Critic(Protocol):
+    """Anything that critiques a solution to a question."""
+
+    def critique(self, question: str, solution: str) -> Critique: ...
+
+
+class OracleCritic:
+    """Checks a solution against `reference` (a `Problem` with reference lines and values).
+
+    Each line's arithmetic is recomputed; when the final answer is wrong, a line whose
+    results (or, without a computation, whose numbers) are not among the values the
+    reference computes or the question states is wrong too. The first wrong step gets the
+    right computation: its own expression recomputed for an arithmetic slip, else the
+    reference step it should have been (lines are matched to reference steps in order by
+    value, so a missing step is named as such).
+    """
+
+    def __init__(self, reference: Problem):
+        self.reference = reference
+        self.allowed = (
+            {v for v in reference.line_values if v is not None} | set(reference.givens) | TRIVIAL_NUMBERS
+        )
+        self._steps_of: dict[Fraction, list[int]] = {}  # value -> the reference steps computing it
+        for j, value in enumerate(reference.line_values):
+            self._steps_of.setdefault(value, []).append(j)
+
+    def critique(self, question: str, solution: str) -> Critique:
+        reference = self.reference
+        answer = extract_answer(solution, fallback_last_number=False)
+        answer_right = answer is not None and answers_match(answer, reference.answer)
+        critique = Critique(answer=answer, answer_correct=answer_right)
+        pointer = 0  # the next reference step the solution has not reached
+        first_wrong = None
+        for index, line in enumerate(solution_steps(solution), 1):
+            found = computations(line)
+            slip = next((c for c in found if not c.right), None)
+            values = [c.claimed for c in found] if found else stated_numbers(line)
+            strays = [] if answer_right else [v for v in values if v not in self.allowed]
+            if slip is None and not strays:
+                pointer = self._advance(pointer, values)
+                explanation = "; ".join(f"{c.expression} = {format_number(c.claimed)}" for c in found)
+                critique.steps.append(
+                    StepCritique(index, line, True, (explanation or "Nothing to compute") + ".")
+                )
+                continue
+            if first_wrong is not None:
+                explanation = f"It carries the error of step {first_wrong} forward."
+                if slip is not None:
+                    explanation = f"{_slip_text(slip)} {explanation}"
+            elif slip is not None:
+                own = f"{slip.expression} = {format_number(slip.actual)}"
+                right = own if slip.actual in self.allowed else self._reference_line(pointer) or own
+                explanation = f"{_slip_text(slip)} The right computation: {right}."
+            else:
+                shown = next((c for c in found if c.claimed in strays), None)
+                what = (
+                    f"{shown.expression} = {format_number(shown.claimed)}"
+                    if shown
+                    else format_number(strays[0])
+                )
+                explanation = (
+                    f"{what} does not follow from the problem: a wrong number or operation, or a "
+                    "missing step."
+                )
+                right = self._reference_line(pointer)
+                if right:
+                    explanation += f" The right computation: {right}."
+            first_wrong = first_wrong or index
+            critique.steps.append(StepCritique(index, line, False, explanation))
+        critique.answer_explanation = self._answer_explanation(answer, answer_right, first_wrong, pointer)
+        return critique
+
+    def _advance(self, pointer: int, values: list[Fraction]) -> int:
+        """The reference pointer after a correct line that computed `values`."""
+        for value in values:
+            later = [j for j in self._steps_of.get(value, ()) if j >= pointer]
+            if later:
+                pointer = later[0] + 1
+        return pointer
+
+    def _reference_line(self, pointer: int) -> str | None:
+        """The computation of the next reference step with a known value."""
+        reference = self.reference
+        for j in range(pointer, len(reference.lines)):
+            if j < len(reference.line_values) and reference.line_values[j] is not None:
+                found = computations(reference.lines[j])
+                if found:
+                    c = found[-1]
+                    return f"{c.expression} = {format_number(c.claimed)}"
+                return reference.lines[j]
+        return None
+
+    def _answer_explanation(
+        self, answer: str | None, right: bool, first_wrong: int | None, pointer: int
+    ) -> str:
+        if answer is None:
+            return "The solution states no final answer; it must end with `The answer is N.`"
+        if right:
+            return f"{answer} is the right answer."
+        if first_wrong is not None:
+            return f"{answer} is not right; it follows from the error in step {first_wrong}."
+        text = f"The steps check out, but {answer} is not the answer to the question."
+        following = self._reference_line(pointer)
+        return text + (
+            f" The solution stops early; the next computation is {following}." if following else ""
+        )
+
+
+def _slip_text(slip: Computation) -> str:
+    return f"{slip.expression} = {format_number(slip.actual)}, not {format_number(slip.claimed)}."
+
+
+CRITIC_INSTRUCTION = """\
+You are a careful math teacher. You check a student's step-by-step solution to a math \
+problem, step by step, and then its final answer.
+
+Write one block per step of the solution, in order, then one block for the final answer, \
+exactly in this format:
+
+Step 1: <the step, as written>
+Verdict: Correct
+Explanation: <why it is right>
+
+Step 2: <the step, as written>
+Verdict: Wrong
+Explanation: <what is wrong, and the right computation>
+
+Final answer: <the solution's final answer>
+Verdict: Wrong
+Explanation: <why the final answer is right or wrong>
+
+A step is Wrong if its arithmetic is wrong, or if it uses a wrong number or operation or \
+builds on an earlier mistake. For the first wrong step, give the right computation."""
+
+
+def critique_prompt(question: str, solution: str) -> str:
+    """The user message that asks for a critique of `solution`."""
+    return f"Problem: {question}\n\nSolution:\n{numbered_solution(solution)}\n\nWrite your critique."
+
+
+def critique_messages(question: str, solution: str) -> list[dict[str, str]]:
+    """The conversation that asks a model critic for a critique (also the SFT prompt)."""
+    return [
+        {"role": "system", "content": CRITIC_INSTRUCTION},
+        {"role": "user", "content": critique_prompt(question, solution)},
+    ]
+
+
+class ModelCritic:
+    """A critic behind a model: any `Completer` (a local model, an OpenAI-compatible
+    endpoint...) gets the critique prompt; its reply is parsed (an unparseable reply is kept
+    as `raw`, with no verdicts)."""
+
+    def __init__(self, model: Completer, temperature: float = 0.0, max_new_tokens: int = 1024):
+        self.model = require_completer(model, "model critic")
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens
+
+    def critique(self, question: str, solution: str) -> Critique:
+        (replies,) = self.model.complete(
+            [critique_messages(question, solution)],
+            temperature=self.temperature,
+            max_new_tokens=self.max_new_tokens,
+        )
+        text = replies[0]
+        try:
+            return parse_critique(text)
+        except CritiqueFormatError:
+            return Critique(raw=text)
+
+
+def as_critic(critic: Any) -> Any:
+    """An object with `critique(question, solution)` as is; one with `complete` as a `ModelCritic`."""
+    if hasattr(critic, "critique"):
+        return critic
+    if is_completer(critic):
+        return ModelCritic(critic)
+    raise TypeError(
+        "critic must be 'oracle', an object with critique(question, solution), or a model with "
+        f"complete(conversations, ...); got {type(critic).__name__}"
+    )
