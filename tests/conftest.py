@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from server.launch import LaunchedServer, free_port  # noqa: F401 (tests import free_port here)
 
@@ -49,3 +52,38 @@ def shared_server():
     server = ServerProcess(envs.env_ids())
     yield server
     server.stop()
+
+
+class AgentServerProcess:
+    """`serve-agent` in a subprocess, its output in a file (a full pipe would stall it)."""
+
+    def __init__(self, model_dir: str, *flags: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile(mode="w+")
+        command = [sys.executable, "-m", "evol.agent_server_cli", "serve-agent", "--model", model_dir]
+        command += ["--name", "tiny", "--device", "cpu", "--port", str(self.port), *flags]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, seconds: float = 90) -> AgentServerProcess:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"serve-agent exited: {self.log.read()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"serve-agent did not start within {seconds} s")
+
+    def health(self) -> dict:
+        return requests.get(self.url + "/health", timeout=5).json()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.log.close()

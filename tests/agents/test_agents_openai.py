@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -16,7 +15,7 @@ import requests
 from agents import AgentInput, SamplingParams, load_agent
 from agents.openai_compat import AgentRequestError, OpenAIAgent, api_base, tool_call_text
 from server.agent_batcher import GenerationBatcher, GenerationJob, Overloaded
-from tests.conftest import ROOT, free_port
+from tests.conftest import AgentServerProcess
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 TOKEN = "agent-secret"
@@ -25,41 +24,6 @@ NAME = "tiny"
 
 def chat(text: str) -> AgentInput:
     return AgentInput([{"role": "system", "content": "You are an agent."}, {"role": "user", "content": text}])
-
-
-class AgentServerProcess:
-    """`serve-agent` in a subprocess, its output in a file (a full pipe would stall it)."""
-
-    def __init__(self, model_dir: str, *flags: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile(mode="w+")
-        command = [sys.executable, "-m", "evol.agent_server_cli", "serve-agent", "--model", model_dir]
-        command += ["--name", NAME, "--device", "cpu", "--port", str(self.port), *flags]
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, seconds: float = 90) -> AgentServerProcess:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"serve-agent exited: {self.log.read()}")
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"serve-agent did not start within {seconds} s")
-
-    def health(self) -> dict:
-        return requests.get(self.url + "/health", timeout=5).json()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -241,8 +205,6 @@ def test_non_json_deeply_nested_and_foreign_host_requests_are_refused(server):
 
 
 def test_serve_agent_refuses_an_agent_that_needs_an_env():
-    import subprocess
-    import sys
 
     done = subprocess.run(
         [sys.executable, "-m", "evol.cli", "serve-agent", "--agent", "expert", "--port", "1"],

@@ -370,7 +370,7 @@ def defender_server(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from agents.tiny import SPECIAL_TOKENS, build_tiny_model
-    from tests.test_agents_openai import AgentServerProcess
+    from tests.conftest import AgentServerProcess
 
     path = build_tiny_model(tmp_path_factory.mktemp("defender"), [s.prompt for s in shipped_prompts()])
     model = AutoModelForCausalLM.from_pretrained(path)

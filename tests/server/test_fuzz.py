@@ -21,7 +21,7 @@ The CI size runs in under a minute (45-50 s on 2 cores). `EVOL_FUZZ_EXAMPLES` mu
 examples of every fuzzer (default 1); the longer setting, for a soak before a release (5 took
 2 minutes; 20 takes about 8):
 
-    EVOL_FUZZ_EXAMPLES=20 python -m pytest tests/test_fuzz.py -q
+    EVOL_FUZZ_EXAMPLES=20 python -m pytest tests/server/test_fuzz.py -q
 
 With `EVOL_FUZZ_KEEP_GOING=1` the state machine records every 5xx instead of stopping at the
 first, and the test fails at the end listing each with a one-line reproduction.
