@@ -256,7 +256,6 @@ class CachedDecoder:
     ) -> list[list[int]]:
         """Generated token ids per prompt. `pick` maps (rows, vocab) logits to next tokens;
         `finished(row, generated)` says whether a row is done (EOS, stop string)."""
-        device = self.model.device
         found = [self.cache.lookup(ids) for ids in prompts]
         continued = [self.cache.continues(key, length) for key, length in found]
         reuse = [length for _, length in found]
@@ -281,8 +280,36 @@ class CachedDecoder:
                 for layer, (k, v) in enumerate(self.cache.entries[key].layers):
                     kv.keys[layer][row, :, :r] = k[:, :r]
                     kv.values[layer][row, :, :r] = v[:, :r]
-        # Grouped prefill of the new tokens; the logits at each row's last prompt token.
-        next_logits: list[torch.Tensor | None] = [None] * batch
+        logits = self._prefill(kv, prompts, order, reuse, new, pad_token_id)
+        generated = self._decode(kv, logits, prompts, order, max_new_tokens, pick, finished, pad_token_id)
+        # Each row's keys/values (prompt and every generated token but the last) back into the
+        # cache, as views of this call's buffers (`release` copies them before those are rewritten).
+        out: list[list[int]] = [[] for _ in prompts]
+        for row, i in enumerate(order):
+            out[i] = generated[row]
+            fed = len(prompts[i]) + len(generated[row]) - 1
+            layers = [
+                (kv.keys[layer][row, :, :fed], kv.values[layer][row, :, :fed])
+                for layer in range(self.num_layers)
+            ]
+            # A conversation going on replaces its entry; one that only shared its start leaves it.
+            replaces = found[i][0] if continued[i] else None
+            self.cache.store(prompts[i] + generated[row][:-1], layers, replaces, len(prompts[i]))
+        return out
+
+    def _prefill(
+        self,
+        kv: RowCache,
+        prompts: list[list[int]],
+        order: list[int],
+        reuse: list[int],
+        new: list[int],
+        pad_token_id: int,
+    ) -> torch.Tensor:
+        """Grouped prefill of the new tokens (batch row `row` holds prompt `order[row]`, whose
+        first `reuse` tokens are cached); the logits at each row's last prompt token."""
+        device = self.model.device
+        next_logits: list[torch.Tensor | None] = [None] * len(order)
         runs = group_rows([new[i] for i in order], [len(prompts[i]) for i in order], self.prefill_overhead)
         for a, b in runs:
             width = max(new[i] for i in order[a:b])
@@ -298,8 +325,22 @@ class CachedDecoder:
             column = {position: c for c, position in enumerate(last)}
             for j, i in enumerate(rows):
                 next_logits[a + j] = logits[j, column[new[i] - 1]]
-        logits = torch.stack(next_logits)
-        # Shared decode loop.
+        return torch.stack(next_logits)
+
+    def _decode(
+        self,
+        kv: RowCache,
+        logits: torch.Tensor,
+        prompts: list[list[int]],
+        order: list[int],
+        max_new_tokens: int,
+        pick: Callable[[torch.Tensor], torch.Tensor],
+        finished: Callable[[int, list[int]], bool],
+        pad_token_id: int,
+    ) -> list[list[int]]:
+        """The shared decode loop from the prefill's `logits`: the tokens generated per batch row."""
+        device = self.model.device
+        batch = len(order)
         kv.rows = slice(0, batch)
         lengths = torch.tensor([len(prompts[i]) for i in order], device=device)
         generated: list[list[int]] = [[] for _ in range(batch)]
@@ -316,17 +357,4 @@ class CachedDecoder:
                 [pad_token_id if done[row] else generated[row][-1] for row in range(batch)], device=device
             )
             logits = self.forward(kv, feed[:, None], (lengths + step)[:, None], 1)[:, -1]
-        # Each row's keys/values (prompt and every generated token but the last) back into the
-        # cache, as views of this call's buffers (`release` copies them before those are rewritten).
-        out: list[list[int]] = [[] for _ in prompts]
-        for row, i in enumerate(order):
-            out[i] = generated[row]
-            fed = len(prompts[i]) + len(generated[row]) - 1
-            layers = [
-                (kv.keys[layer][row, :, :fed], kv.values[layer][row, :, :fed])
-                for layer in range(self.num_layers)
-            ]
-            # A conversation going on replaces its entry; one that only shared its start leaves it.
-            replaces = found[i][0] if continued[i] else None
-            self.cache.store(prompts[i] + generated[row][:-1], layers, replaces, len(prompts[i]))
-        return out
+        return generated

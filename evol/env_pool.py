@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import envs
-from server.client import RemoteEnv, RetryPolicy
+from envs.remote import RemoteEnv, RetryPolicy
 
 
 class EnvPool:

@@ -16,12 +16,13 @@ runs it again.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +31,10 @@ from tqdm import tqdm
 
 import envs
 from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, sees_instruction, window
+from envs.remote import RemoteEnv, RemoteEnvError, Reset, RetryPolicy, ServerBusy, batch_reset, batch_step
+from envs.wire import encode_image
 from evol.env_pool import EnvPool
 from evol.trajectory import Trajectory, TrajectoryWriter, episode_key
-from server.client import RemoteEnv, RemoteEnvError, Reset, RetryPolicy, ServerBusy, batch_reset, batch_step
-from server.wire import encode_image
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,21 @@ class RolloutStats:
         return ", ".join(f"{self.faults[kind]} {kind}" for kind in FAULTS)
 
 
+@dataclass
+class _RunState:
+    """The bookkeeping of one `RolloutEngine.run`."""
+
+    writer: TrajectoryWriter | None
+    bar: Any  # the run's tqdm progress bar
+    started: float  # perf_counter at the start of the run
+    waiting: list[tuple[float, int, EpisodeSpec]] = field(
+        default_factory=list
+    )  # to restart: (when, order, spec)
+    order: Iterator[int] = field(default_factory=itertools.count)
+    infra_faults: dict[str, int] = field(default_factory=dict)  # infra faults so far, by episode key
+    finished: list[Trajectory] = field(default_factory=list)
+
+
 class RolloutEngine:
     """Runs `EpisodeSpec`s with up to `concurrency` episodes in flight.
 
@@ -188,56 +204,11 @@ class RolloutEngine:
     def run(self, specs: Iterable[EpisodeSpec], writer: TrajectoryWriter | None = None) -> list[Trajectory]:
         done_keys = writer.done if writer else set()
         pending = deque(spec for spec in specs if spec.key not in done_keys)
-        waiting: list[tuple[float, int, EpisodeSpec]] = []  # episodes to restart: (when, order, spec)
-        order = itertools.count()
-        infra_faults: dict[str, int] = {}
-        finished: list[Trajectory] = []
         live: list[LiveEpisode] = []
         bar = tqdm(total=len(pending), desc="rollout", unit="ep", disable=not self.progress, mininterval=0.5)
-        started = time.perf_counter()
-
-        def finish(
-            episode: LiveEpisode,
-            fault: str | None = None,
-            error: str | None = None,
-            truncated: bool = False,
-            retry_after: float | None = None,
-        ) -> None:
-            trajectory = episode.trajectory
-            if fault == "infra":
-                faults = infra_faults[episode.spec.key] = infra_faults.get(episode.spec.key, 0) + 1
-                if faults <= self.retry.retries:
-                    self.stats.restarts += 1
-                    self._discard(episode.env)
-                    when = time.monotonic() + self.retry.wait(faults - 1, retry_after)
-                    heapq.heappush(waiting, (when, next(order), episode.spec))
-                    return
-                error = f"{error} (gave up after {faults} attempts)"
-            trajectory.fault = fault
-            trajectory.error = error
-            trajectory.truncated = trajectory.truncated or truncated
-            trajectory.reward = float(sum(trajectory.rewards))
-            trajectory.timing["wall_s"] = time.perf_counter() - episode.started
-            if writer:
-                writer.write(trajectory)
-            finished.append(trajectory)
-            self.stats.episodes += 1
-            self.stats.successes += int(trajectory.success)
-            if fault is not None:
-                self.stats.faults[fault] += 1
-            bar.update(1)
-            elapsed = time.perf_counter() - started
-            bar.set_postfix(
-                success=f"{self.stats.success_rate:.0%}",
-                steps_s=f"{self.stats.steps / max(elapsed, 1e-9):.0f}",
-                faults=self.stats.errors,
-                refresh=False,
-            )
-            if fault is None:
-                self.pool.give_back(episode.spec.env, episode.env)
-            else:
-                self._discard(episode.env)
-
+        state = _RunState(writer=writer, bar=bar, started=time.perf_counter())
+        finish = functools.partial(self._finish, state)
+        waiting = state.waiting
         try:
             while pending or live or waiting:
                 while waiting and waiting[0][0] <= time.monotonic():
@@ -252,29 +223,77 @@ class RolloutEngine:
                     if waiting and not pending:
                         time.sleep(max(0.0, waiting[0][0] - time.monotonic()))
                     continue
-                # One batched agent call for every live episode.
-                outputs = self._act(live)
-                # Step every env whose agent replied.
-                to_step = []
-                for episode, output in zip(live, outputs):
-                    if isinstance(output, BaseException):
-                        kind = fault_of(output, "agent")
-                        where = "agent failed" if kind == "agent" else "env failed while the agent read it"
-                        finish(
-                            episode, kind, f"{where}: {describe(output)}", retry_after=_retry_after(output)
-                        )
-                    else:
-                        to_step.append((episode, output))
-                results = self._step_all(to_step)
-                still_live = []
-                for (episode, output), result in zip(to_step, results):
-                    if self._record(episode, output, result, finish):
-                        still_live.append(episode)
-                live = still_live
+                live = self._turn(live, finish)
         finally:
-            self.stats.wall_s += time.perf_counter() - started
+            self.stats.wall_s += time.perf_counter() - state.started
             bar.close()
-        return finished
+        return state.finished
+
+    def _turn(self, live: list[LiveEpisode], finish: Callable) -> list[LiveEpisode]:
+        """One batched agent call for every live episode, then one step of each env whose agent
+        replied; the episodes still live afterwards."""
+        outputs = self._act(live)
+        to_step = []
+        for episode, output in zip(live, outputs):
+            if isinstance(output, BaseException):
+                kind = fault_of(output, "agent")
+                where = "agent failed" if kind == "agent" else "env failed while the agent read it"
+                finish(episode, kind, f"{where}: {describe(output)}", retry_after=_retry_after(output))
+            else:
+                to_step.append((episode, output))
+        results = self._step_all(to_step)
+        still_live = []
+        for (episode, output), result in zip(to_step, results):
+            if self._record(episode, output, result, finish):
+                still_live.append(episode)
+        return still_live
+
+    def _finish(
+        self,
+        state: _RunState,
+        episode: LiveEpisode,
+        fault: str | None = None,
+        error: str | None = None,
+        truncated: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        """End `episode`: schedule its restart (an infra fault with retries left), or write its
+        trajectory, count it, and return its env to the pool (or discard it after a fault)."""
+        trajectory = episode.trajectory
+        if fault == "infra":
+            key = episode.spec.key
+            faults = state.infra_faults[key] = state.infra_faults.get(key, 0) + 1
+            if faults <= self.retry.retries:
+                self.stats.restarts += 1
+                self._discard(episode.env)
+                when = time.monotonic() + self.retry.wait(faults - 1, retry_after)
+                heapq.heappush(state.waiting, (when, next(state.order), episode.spec))
+                return
+            error = f"{error} (gave up after {faults} attempts)"
+        trajectory.fault = fault
+        trajectory.error = error
+        trajectory.truncated = trajectory.truncated or truncated
+        trajectory.reward = float(sum(trajectory.rewards))
+        trajectory.timing["wall_s"] = time.perf_counter() - episode.started
+        if state.writer:
+            state.writer.write(trajectory)
+        state.finished.append(trajectory)
+        self.stats.episodes += 1
+        self.stats.successes += int(trajectory.success)
+        if fault is not None:
+            self.stats.faults[fault] += 1
+        state.bar.update(1)
+        elapsed = time.perf_counter() - state.started
+        state.bar.set_postfix(
+            success=f"{self.stats.success_rate:.0%}",
+            steps_s=f"{self.stats.steps / max(elapsed, 1e-9):.0f}",
+            faults=self.stats.errors,
+            refresh=False,
+        )
+        if fault is None:
+            self.pool.give_back(episode.spec.env, episode.env)
+        else:
+            self._discard(episode.env)
 
     def _discard(self, env: Any) -> None:
         """Close an env off the loop's thread (a server that stopped answering must not stall the run)."""

@@ -122,11 +122,26 @@ def _options_schema(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return declared[0] if len(declared) == 1 else {"anyOf": declared}
 
 
-def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[str, Any]:
-    """The document for a server serving `env_ids`; `token_required` when it has a bearer token."""
-    specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
-    max_action = max((int(spec["max_action_length"]) for spec in specs.values()), default=None)
-    sid = [
+_SAME_SESSION = {"sid": "$request.path.sid"}
+_NEW_SESSION = {"sid": "$response.body#/session"}
+
+
+def _link(operation_id: str, parameters: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": parameters, **extra}
+
+
+def _session_links(parameters: dict[str, str]) -> dict[str, Any]:
+    """Links to every call on the session whose id `parameters` locates."""
+    return {
+        "Reset": _link("resetSession", parameters),
+        "Step": _link("stepSession", parameters),
+        "Expert": _link("expertAction", parameters),
+        "Delete": _link("deleteSession", parameters),
+    }
+
+
+def _sid_parameters() -> list[dict[str, Any]]:
+    return [
         {
             "name": "sid",
             "in": "path",
@@ -135,18 +150,17 @@ def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[s
             "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
         }
     ]
-    auth = (401,) if token_required else ()
-    reset_schema = {
-        "type": "object",
-        "properties": {
-            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
-            "options": {"$ref": "#/components/schemas/ResetOptions"},
-        },
-        "additionalProperties": False,
-    }
-    action = {"type": "string", **({"maxLength": max_action} if max_action else {})}
-    schemas: dict[str, Any] = {
-        **{f"Error{code}": _error_schema(code) for code in ERROR_TYPES},
+
+
+def _action_schema(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A text action, no longer than the longest any served env accepts."""
+    max_action = max((int(spec["max_action_length"]) for spec in specs.values()), default=None)
+    return {"type": "string", **({"maxLength": max_action} if max_action else {})}
+
+
+def _observation_schemas() -> dict[str, Any]:
+    """A text observation, or text with an image."""
+    return {
         "MultimodalObservation": {
             "type": "object",
             "required": ["text"],
@@ -158,27 +172,12 @@ def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[s
         "Observation": {
             "oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/MultimodalObservation"}]
         },
-        "ResetOptions": _options_schema(specs),
-        "ResetRequest": reset_schema,
-        "ResetResult": {
-            "type": "object",
-            "required": ["observation", "info"],
-            "properties": {
-                "observation": {"$ref": "#/components/schemas/Observation"},
-                "info": {"type": "object"},
-            },
-        },
-        "StepResult": {
-            "type": "object",
-            "required": ["observation", "reward", "terminated", "truncated", "info"],
-            "properties": {
-                "observation": {"$ref": "#/components/schemas/Observation"},
-                "reward": {"type": "number"},
-                "terminated": {"type": "boolean"},
-                "truncated": {"type": "boolean"},
-                "info": {"type": "object"},
-            },
-        },
+    }
+
+
+def _batch_schemas(action: dict[str, Any]) -> dict[str, Any]:
+    """One entry of a batch request (a step or a reset) and one result."""
+    return {
         "BatchEntry": {
             "oneOf": [
                 {
@@ -219,18 +218,253 @@ def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[s
             },
         },
     }
-    same_session = {"sid": "$request.path.sid"}
-    new_session = {"sid": "$response.body#/session"}
 
-    def link(operation_id: str, parameters: dict[str, str], **extra: Any) -> dict[str, Any]:
-        return {"operationId": operation_id, "parameters": parameters, **extra}
 
-    session_links = {
-        "Reset": link("resetSession", same_session),
-        "Step": link("stepSession", same_session),
-        "Expert": link("expertAction", same_session),
-        "Delete": link("deleteSession", same_session),
+def _component_schemas(specs: dict[str, dict[str, Any]], action: dict[str, Any]) -> dict[str, Any]:
+    """`components/schemas`: the error shapes, then the request and result bodies."""
+    reset_schema = {
+        "type": "object",
+        "properties": {
+            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+            "options": {"$ref": "#/components/schemas/ResetOptions"},
+        },
+        "additionalProperties": False,
     }
+    return {
+        **{f"Error{code}": _error_schema(code) for code in ERROR_TYPES},
+        **_observation_schemas(),
+        "ResetOptions": _options_schema(specs),
+        "ResetRequest": reset_schema,
+        "ResetResult": {
+            "type": "object",
+            "required": ["observation", "info"],
+            "properties": {
+                "observation": {"$ref": "#/components/schemas/Observation"},
+                "info": {"type": "object"},
+            },
+        },
+        "StepResult": {
+            "type": "object",
+            "required": ["observation", "reward", "terminated", "truncated", "info"],
+            "properties": {
+                "observation": {"$ref": "#/components/schemas/Observation"},
+                "reward": {"type": "number"},
+                "terminated": {"type": "boolean"},
+                "truncated": {"type": "boolean"},
+                "info": {"type": "object"},
+            },
+        },
+        **_batch_schemas(action),
+    }
+
+
+def _health_path() -> dict[str, Any]:
+    health = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string"},
+            "sessions": {"type": "integer"},
+            "capacity": {"type": "integer"},
+            "workers": {},
+        },
+    }
+    return {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness, live sessions, capacity and workers (no token needed)",
+                "security": [],
+                "responses": {
+                    code: {"description": text, **_json(health)}
+                    for code, text in (("200", "ok"), ("503", "degraded: the server cannot take work"))
+                }
+                | _errors(),
+            }
+        }
+    }
+
+
+def _envs_path(auth: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        "/envs": {
+            "get": {
+                "operationId": "listEnvs",
+                "summary": "Specs of the served envs (id, card, reward range, max turns, kwargs and options)",
+                "responses": {
+                    "200": {
+                        "description": "env specs",
+                        **_json({"type": "array", "items": {"type": "object", "required": ["id"]}}),
+                    },
+                    **_errors(*auth),
+                },
+            }
+        }
+    }
+
+
+def _create_path(specs: dict[str, dict[str, Any]], auth: tuple[int, ...]) -> dict[str, Any]:
+    created = {
+        "type": "object",
+        "required": ["session"],
+        "properties": {"session": {"type": "string"}, "env": {"type": "string"}},
+    }
+    batch_reset = {"steps": [{"session": "$response.body#/session", "reset": {"seed": 0}}]}
+    return {
+        "/sessions": {
+            "post": {
+                "operationId": "createSession",
+                "summary": "Create a session running one env, with that env's declared kwargs",
+                "requestBody": _body(_create_schema(specs), required=True),
+                "responses": {
+                    "201": {
+                        "description": "created",
+                        **_json(created),
+                        "links": {
+                            **_session_links(_NEW_SESSION),
+                            "BatchReset": _link("batchStep", {}, requestBody=batch_reset),
+                        },
+                    },
+                    **_errors(*_BODY_ERRORS, *auth, 410, 429, 503, 504),
+                },
+            }
+        }
+    }
+
+
+def _episode_paths(auth: tuple[int, ...], action: dict[str, Any]) -> dict[str, Any]:
+    """Reset, step and expert on one session."""
+    sid = _sid_parameters()
+    session_links = _session_links(_SAME_SESSION)
+    expert = {"type": "object", "required": ["action"], "properties": {"action": {"type": "string"}}}
+    step_with_expert = _link("stepSession", _SAME_SESSION, requestBody={"action": "$response.body#/action"})
+    return {
+        "/sessions/{sid}/reset": {
+            "post": {
+                "operationId": "resetSession",
+                "summary": "Start an episode; options (task, split, ...) select a reproducible task",
+                "parameters": sid,
+                "requestBody": _body({"$ref": "#/components/schemas/ResetRequest"}, required=False),
+                "responses": {
+                    "200": {
+                        "description": "observation and info (info.instruction)",
+                        **_json({"$ref": "#/components/schemas/ResetResult"}),
+                        "links": session_links,
+                    },
+                    **_errors(*_BODY_ERRORS, *auth, *_SESSION_ERRORS),
+                },
+            }
+        },
+        "/sessions/{sid}/step": {
+            "post": {
+                "operationId": "stepSession",
+                "summary": "Take one text action",
+                "parameters": sid,
+                "requestBody": _body(
+                    {"type": "object", "required": ["action"], "properties": {"action": action}},
+                    required=True,
+                ),
+                "responses": {
+                    "200": {
+                        "description": "step result",
+                        **_json({"$ref": "#/components/schemas/StepResult"}),
+                        "links": session_links,
+                    },
+                    **_errors(*_BODY_ERRORS, *auth, 409, *_SESSION_ERRORS),
+                },
+            }
+        },
+        "/sessions/{sid}/expert": {
+            "post": {
+                "operationId": "expertAction",
+                "summary": "The env's expert (scripted solver) action for the current state",
+                "parameters": sid,
+                "responses": {
+                    "200": {
+                        "description": "the action",
+                        **_json(expert),
+                        "links": {**session_links, "StepWithExpert": step_with_expert},
+                    },
+                    **_errors(*auth, 409, *_SESSION_ERRORS),
+                },
+            }
+        },
+    }
+
+
+def _delete_path(auth: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        "/sessions/{sid}": {
+            "delete": {
+                "operationId": "deleteSession",
+                "summary": "Close a session",
+                "parameters": _sid_parameters(),
+                "responses": {"204": {"description": "closed"}, **_errors(*auth, 404, 405, 410)},
+            }
+        }
+    }
+
+
+def _batch_path(auth: tuple[int, ...]) -> dict[str, Any]:
+    steps = {
+        "type": "object",
+        "required": ["steps"],
+        "properties": {"steps": {"type": "array", "items": {"$ref": "#/components/schemas/BatchEntry"}}},
+    }
+    results = {
+        "type": "object",
+        "required": ["results"],
+        "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/BatchResult"}}},
+    }
+    first_session = {"sid": "$request.body#/steps/0/session"}
+    links = {
+        name: _link(target, first_session)
+        for name, target in (
+            ("Step", "stepSession"),
+            ("Expert", "expertAction"),
+            ("Reset", "resetSession"),
+            ("Delete", "deleteSession"),
+        )
+    }
+    return {
+        "/step": {
+            "post": {
+                "operationId": "batchStep",
+                "summary": "Step or reset many sessions in one request; each result carries its own status",
+                "requestBody": _body(steps, required=True),
+                "responses": {
+                    "200": {
+                        "description": "one result per entry, in order",
+                        **_json(results),
+                        "links": links,
+                    },
+                    **_errors(*_BODY_ERRORS, *auth, 503),
+                },
+            }
+        }
+    }
+
+
+def _openapi_path(auth: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {
+                    "200": {"description": "OpenAPI", **_json({"type": "object"})},
+                    **_errors(*auth),
+                },
+            }
+        }
+    }
+
+
+def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[str, Any]:
+    """The document for a server serving `env_ids`; `token_required` when it has a bearer token."""
+    specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
+    auth = (401,) if token_required else ()
+    action = _action_schema(specs)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -238,209 +472,15 @@ def openapi_document(env_ids: list[str], token_required: bool = False) -> dict[s
             "version": "1",
             "description": "Uniform reset/step API over EvolGym envs. Served here: " + ", ".join(env_ids),
         },
-        "components": {"schemas": schemas},
+        "components": {"schemas": _component_schemas(specs, action)},
         "paths": {
-            "/health": {
-                "get": {
-                    "operationId": "health",
-                    "summary": "Liveness, live sessions, capacity and workers (no token needed)",
-                    "security": [],
-                    "responses": {
-                        code: {
-                            "description": text,
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "required": ["status"],
-                                    "properties": {
-                                        "status": {"type": "string"},
-                                        "sessions": {"type": "integer"},
-                                        "capacity": {"type": "integer"},
-                                        "workers": {},
-                                    },
-                                }
-                            ),
-                        }
-                        for code, text in (("200", "ok"), ("503", "degraded: the server cannot take work"))
-                    }
-                    | _errors(),
-                }
-            },
-            "/envs": {
-                "get": {
-                    "operationId": "listEnvs",
-                    "summary": "Specs of the served envs (id, card, reward range, max turns, kwargs and options)",
-                    "responses": {
-                        "200": {
-                            "description": "env specs",
-                            **_json({"type": "array", "items": {"type": "object", "required": ["id"]}}),
-                        },
-                        **_errors(*auth),
-                    },
-                }
-            },
-            "/sessions": {
-                "post": {
-                    "operationId": "createSession",
-                    "summary": "Create a session running one env, with that env's declared kwargs",
-                    "requestBody": _body(_create_schema(specs), required=True),
-                    "responses": {
-                        "201": {
-                            "description": "created",
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "required": ["session"],
-                                    "properties": {"session": {"type": "string"}, "env": {"type": "string"}},
-                                }
-                            ),
-                            "links": {
-                                "Reset": link("resetSession", new_session),
-                                "Step": link("stepSession", new_session),
-                                "Expert": link("expertAction", new_session),
-                                "Delete": link("deleteSession", new_session),
-                                "BatchReset": link(
-                                    "batchStep",
-                                    {},
-                                    requestBody={
-                                        "steps": [
-                                            {"session": "$response.body#/session", "reset": {"seed": 0}}
-                                        ]
-                                    },
-                                ),
-                            },
-                        },
-                        **_errors(*_BODY_ERRORS, *auth, 410, 429, 503, 504),
-                    },
-                }
-            },
-            "/sessions/{sid}/reset": {
-                "post": {
-                    "operationId": "resetSession",
-                    "summary": "Start an episode; options (task, split, ...) select a reproducible task",
-                    "parameters": sid,
-                    "requestBody": _body({"$ref": "#/components/schemas/ResetRequest"}, required=False),
-                    "responses": {
-                        "200": {
-                            "description": "observation and info (info.instruction)",
-                            **_json({"$ref": "#/components/schemas/ResetResult"}),
-                            "links": session_links,
-                        },
-                        **_errors(*_BODY_ERRORS, *auth, *_SESSION_ERRORS),
-                    },
-                }
-            },
-            "/sessions/{sid}/step": {
-                "post": {
-                    "operationId": "stepSession",
-                    "summary": "Take one text action",
-                    "parameters": sid,
-                    "requestBody": _body(
-                        {"type": "object", "required": ["action"], "properties": {"action": action}},
-                        required=True,
-                    ),
-                    "responses": {
-                        "200": {
-                            "description": "step result",
-                            **_json({"$ref": "#/components/schemas/StepResult"}),
-                            "links": session_links,
-                        },
-                        **_errors(*_BODY_ERRORS, *auth, 409, *_SESSION_ERRORS),
-                    },
-                }
-            },
-            "/sessions/{sid}/expert": {
-                "post": {
-                    "operationId": "expertAction",
-                    "summary": "The env's expert (scripted solver) action for the current state",
-                    "parameters": sid,
-                    "responses": {
-                        "200": {
-                            "description": "the action",
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "required": ["action"],
-                                    "properties": {"action": {"type": "string"}},
-                                }
-                            ),
-                            "links": {
-                                **session_links,
-                                "StepWithExpert": link(
-                                    "stepSession",
-                                    same_session,
-                                    requestBody={"action": "$response.body#/action"},
-                                ),
-                            },
-                        },
-                        **_errors(*auth, 409, *_SESSION_ERRORS),
-                    },
-                }
-            },
-            "/sessions/{sid}": {
-                "delete": {
-                    "operationId": "deleteSession",
-                    "summary": "Close a session",
-                    "parameters": sid,
-                    "responses": {"204": {"description": "closed"}, **_errors(*auth, 404, 405, 410)},
-                }
-            },
-            "/step": {
-                "post": {
-                    "operationId": "batchStep",
-                    "summary": "Step or reset many sessions in one request; each result carries its own status",
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["steps"],
-                            "properties": {
-                                "steps": {
-                                    "type": "array",
-                                    "items": {"$ref": "#/components/schemas/BatchEntry"},
-                                }
-                            },
-                        },
-                        required=True,
-                    ),
-                    "responses": {
-                        "200": {
-                            "description": "one result per entry, in order",
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "required": ["results"],
-                                    "properties": {
-                                        "results": {
-                                            "type": "array",
-                                            "items": {"$ref": "#/components/schemas/BatchResult"},
-                                        }
-                                    },
-                                }
-                            ),
-                            "links": {
-                                name: link(target, {"sid": "$request.body#/steps/0/session"})
-                                for name, target in (
-                                    ("Step", "stepSession"),
-                                    ("Expert", "expertAction"),
-                                    ("Reset", "resetSession"),
-                                    ("Delete", "deleteSession"),
-                                )
-                            },
-                        },
-                        **_errors(*_BODY_ERRORS, *auth, 503),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": {"description": "OpenAPI", **_json({"type": "object"})},
-                        **_errors(*auth),
-                    },
-                }
-            },
+            **_health_path(),
+            **_envs_path(auth),
+            **_create_path(specs, auth),
+            **_episode_paths(auth, action),
+            **_delete_path(auth),
+            **_batch_path(auth),
+            **_openapi_path(auth),
         },
     }
     if token_required:

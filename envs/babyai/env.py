@@ -10,41 +10,21 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from minigrid.envs.babyai.core.verifier import (
-    AfterInstr,
-    AndInstr,
-    BeforeInstr,
-    Instr,
-    ObjDesc,
-    PutNextInstr,
-)
 from minigrid.minigrid_env import MiniGridEnv
-from minigrid.utils.baby_ai_bot import (
-    BabyAIBot,
-    DropSubgoal,
-    GoNextToSubgoal,
-    OpenSubgoal,
-    PickupSubgoal,
-)
+from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from envs.babyai.describe import DIR_VECTORS, OBJECT_TYPES, SeenObject, View, render, scan_view
+from envs.babyai.expert import high_level_action, new_bot
+from envs.babyai.levels import (
+    DEFAULT_LEVELS,
+    KNOWN_LEVELS,
+    TASKS_PER_SPLIT,
+    level_env_id,
+    level_name,
+    task_seed,
+)
 from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.params import Param, choice_param, task_param
-
-DEFAULT_LEVELS = (
-    "GoToRedBallGrey",
-    "GoToRedBall",
-    "GoToObj",
-    "GoToLocal",
-    "PickupLoc",
-    "GoToDoor",
-    "OpenDoor",
-    "OpenRedDoor",
-    "UnlockLocal",
-    "PutNextLocal",
-)
-SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_000_000}
-TASKS_PER_SPLIT = {"train": 1_000_000, "test": 10_000}
 
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE = range(6)  # minigrid's action ids
 PRIMITIVE_NAMES = {
@@ -82,55 +62,6 @@ its colour), or open the box in front of you.
 - toggle and go through <color> door <n>: walk to that visible closed door, open it and walk through.
 - check available actions: list the available actions again.
 An action that is not available wastes the turn. You have {max_turns} turns."""
-
-
-def level_name(level: str) -> str:
-    """The short name of a level: 'BabyAI-GoToLocal-v0' and 'GoToLocal' give 'GoToLocal'."""
-    name = level.strip()
-    name = name.removeprefix("BabyAI-")
-    return name.removesuffix("-v0")
-
-
-def level_env_id(level: str) -> str:
-    name = level.strip()
-    for env_id in (name, f"BabyAI-{name}", f"BabyAI-{name}-v0"):
-        if env_id.startswith("BabyAI-") and env_id in gym.registry:
-            return env_id
-    raise ValueError(f"unknown BabyAI level {level!r} (e.g. 'GoToLocal' or 'BabyAI-GoToLocal-v0')")
-
-
-def known_levels() -> tuple[str, ...]:
-    """Every BabyAI level minigrid registers, by short name ('GoToLocal') and by id ('BabyAI-GoToLocal-v0')."""
-    ids = sorted(env_id for env_id in gym.registry if env_id.startswith("BabyAI-"))
-    return (*(level_name(env_id) for env_id in ids), *ids)
-
-
-KNOWN_LEVELS = known_levels()
-
-
-def task_seed(split: str, task: int) -> int:
-    """The minigrid seed of task `task` of `split`: train and test seeds are disjoint ranges."""
-    return SPLIT_SEED_OFFSET[split] + task
-
-
-def pending_instrs(instr: Instr) -> list[Instr]:
-    """The action instructions of `instr` still to do, in the order the verifier wants."""
-    if isinstance(instr, BeforeInstr):
-        if instr.a_done == "success":
-            return pending_instrs(instr.instr_b)
-        return pending_instrs(instr.instr_a) + pending_instrs(instr.instr_b)
-    if isinstance(instr, AfterInstr):
-        if instr.b_done == "success":
-            return pending_instrs(instr.instr_a)
-        return pending_instrs(instr.instr_b) + pending_instrs(instr.instr_a)
-    if isinstance(instr, AndInstr):
-        pending = []
-        if instr.a_done != "success":
-            pending += pending_instrs(instr.instr_a)
-        if instr.b_done != "success":
-            pending += pending_instrs(instr.instr_b)
-        return pending
-    return [instr]
 
 
 def normalize(action: str) -> str:
@@ -609,11 +540,11 @@ class BabyAIEnv(TextEnv):
             return self._expert_next  # asked twice in one turn: the bot must not replan twice
         try:
             if self._bot is None:
-                self._bot = self._new_bot()
+                self._bot = new_bot(self._env, self._known)
             else:
                 self._bot.vis_mask |= self._known
             action = self._bot.replan()
-            text = self._high_level(self._bot) or PRIMITIVE_NAMES.get(action)
+            text = high_level_action(self._bot, self._view, self._actions) or PRIMITIVE_NAMES.get(action)
         except Exception:  # the bot asserts on states it was not written for
             text = None
         if text not in self._actions:
@@ -621,73 +552,7 @@ class BabyAIEnv(TextEnv):
         self._expert_next = text
         return text
 
-    def _new_bot(self) -> BabyAIBot:
-        """A bot planning the rest of the mission from here, with the agent's map."""
-        env = self._env
-        bot = BabyAIBot(env)
-        bot.vis_mask = self._known.copy()
-        bot.stack = []
-        pending = pending_instrs(env.instrs)
-        for instr in reversed(pending[1:]):
-            bot._process_instr(instr)
-        first, carrying = pending[0], env.carrying
-        if isinstance(first, PutNextInstr) and carrying is not None and carrying in first.desc_move.obj_set:
-            bot.stack.append(DropSubgoal(bot))
-            bot.stack.append(GoNextToSubgoal(bot, first.desc_fixed, reason="PutNext"))
-        else:
-            bot._process_instr(first)
-        if carrying is not None and _picks_up_before_dropping(bot.stack):
-            drop_pos = bot._find_drop_pos()
-            if drop_pos is not None:
-                bot.stack.append(DropSubgoal(bot))
-                bot.stack.append(GoNextToSubgoal(bot, drop_pos))
-        return bot
-
-    def _high_level(self, bot: BabyAIBot) -> str | None:
-        """The high-level action that completes the bot's current `GoNextTo` subgoal (and
-        the pickup or door opening under it) in one turn; it pops the subgoal it completes.
-        """
-        if not bot.stack:
-            return None
-        top = bot.stack[-1]
-        if not isinstance(top, GoNextToSubgoal) or top.reason == "PutNext":
-            return None
-        if isinstance(top.datum, ObjDesc):
-            _, pos = bot._find_obj_pos(top.datum)
-        elif hasattr(top.datum, "cur_pos"):
-            pos = top.datum.cur_pos
-        else:
-            pos = top.datum
-        if pos is None:
-            return None
-        pos = (int(pos[0]), int(pos[1]))
-        target = next((obj for obj in self._view.objects if obj.pos == pos), None)
-        if target is None:
-            return None
-        below = bot.stack[-2] if len(bot.stack) > 1 else None
-        candidates = [f"go to {target.label}"]
-        if isinstance(below, PickupSubgoal):
-            candidates.insert(0, f"pick up {target.label}")
-        if isinstance(below, OpenSubgoal):
-            candidates.insert(0, f"toggle and go through {target.label}")
-        action = next((action for action in candidates if action in self._actions), None)
-        if action is not None and not action.startswith("go to"):
-            # The pickup or opening below is what the bot thinks it does next: on the next
-            # replan it pops it as done.
-            bot.stack.pop()
-        return action
-
 
 def _turns(heading: int, direction: int) -> list[int]:
     """The turns that bring `heading` to `direction`."""
     return ([], [RIGHT], [LEFT, LEFT], [LEFT])[(direction - heading) % 4]
-
-
-def _picks_up_before_dropping(stack: list) -> bool:
-    """Whether the bot's plan (top of the stack first) picks something up before it drops."""
-    for subgoal in reversed(stack):
-        if isinstance(subgoal, DropSubgoal):
-            return False
-        if isinstance(subgoal, PickupSubgoal):
-            return True
-    return False

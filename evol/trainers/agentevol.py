@@ -309,50 +309,83 @@ class AgentEvolTrainer:
         plot_learning_curve(self.run_dir / "metrics.jsonl", self.run_dir / "learning_curve.png")
         return learning_table(self.run_dir / "metrics.jsonl")
 
+    def _collect_expert(self) -> None:
+        config = self.config
+        specs = [
+            s
+            for env_id in config.envs
+            for s in task_specs([env_id], config.tasks(env_id, "base_tasks"), split="train")
+        ]
+        self._rollout(ExpertAgent(), specs, self.run_dir / "expert.jsonl", temperature=0.0)
+
+    def _build_base_model(self, base_dir: Path) -> None:
+        """A tiny model (the preset `config.base_model` names) whose tokenizer learns the expert texts."""
+        from agents.tiny import build_tiny_model
+
+        corpus = [
+            part
+            for t in load_trajectories(self._expert_files())
+            for m in t.messages
+            for part in ([m["content"]] if isinstance(m["content"], str) else [])
+        ]
+        build_tiny_model(base_dir, corpus, preset=self.config.base_model, seed=self.config.seed)
+
+    def _learn(self, out: Path, rows: list[dict], start: Path, settings: TrainSettings) -> None:
+        result = fine_tune(start, rows, out, settings)
+        self._metric(
+            {"stage": out.name, "examples": result.examples, "tokens": result.tokens, "train_s": round(result.seconds, 2),
+             "tokens_per_s": round(result.tokens_per_s, 1), "truncated": result.truncated, "losses": result.losses}
+        )  # fmt: skip
+
+    def _explore(self, policy_dir: Path, iteration_dir: Path) -> None:
+        config = self.config
+        specs = [
+            s
+            for env_id in config.envs
+            for s in task_specs(
+                [env_id],
+                config.tasks(env_id, "explore_tasks"),
+                split="train",
+                samples=config.samples_per_task,
+            )
+        ]
+        self._rollout(
+            self._policy(policy_dir),
+            specs,
+            iteration_dir / "explore.jsonl",
+            config.explore_temperature,
+        )
+
+    def _learn_iteration(self, i: int, iteration_dir: Path, last: Path, base_dir: Path) -> None:
+        """Learn iteration `i` from the expert data and what exploration kept, from the base or `last`."""
+        config = self.config
+        sources = [
+            self.run_dir / f"iter_{j}" / "explore.jsonl"
+            for j in (range(1, i + 1) if config.merge == "cumulative" else [i])
+        ]
+        explored = select(load_trajectories(sources), config.keep, config.reward_threshold)
+        for env_id in config.envs:
+            kept = sum(t.env == env_id for t, _ in explored)
+            self._metric({"stage": f"iter_{i}", "env": env_id, "explore_kept": kept})
+        rows = self._examples(self._selected_expert()) + self._examples(explored)
+        start = base_dir if config.learn_from == "base" else last
+        self._learn(iteration_dir, rows, start, config.train)
+
     def _run(self) -> None:
         config = self.config
         base_dir = self._base_model_dir()
 
         if not config.expert_data:
-
-            def collect_expert() -> None:
-                specs = [
-                    s
-                    for env_id in config.envs
-                    for s in task_specs([env_id], config.tasks(env_id, "base_tasks"), split="train")
-                ]
-                self._rollout(ExpertAgent(), specs, self.run_dir / "expert.jsonl", temperature=0.0)
-
-            self._phase("expert", collect_expert)
-
+            self._phase("expert", self._collect_expert)
         if not Path(config.base_model).is_dir():
-
-            def build_model() -> None:
-                from agents.tiny import build_tiny_model
-
-                corpus = [
-                    part
-                    for t in load_trajectories(self._expert_files())
-                    for m in t.messages
-                    for part in ([m["content"]] if isinstance(m["content"], str) else [])
-                ]
-                build_tiny_model(base_dir, corpus, preset=config.base_model, seed=config.seed)
-
-            self._phase("base_model", build_model)
-
+            self._phase("base_model", lambda: self._build_base_model(base_dir))
         if config.eval_untrained:
             self._phase("eval/untrained", lambda: self._evaluate("untrained", base_dir, -1))
 
-        def learn(out: Path, rows: list[dict], start: Path, settings: TrainSettings) -> None:
-            result = fine_tune(start, rows, out, settings)
-            self._metric(
-                {"stage": out.name, "examples": result.examples, "tokens": result.tokens, "train_s": round(result.seconds, 2),
-                 "tokens_per_s": round(result.tokens_per_s, 1), "truncated": result.truncated, "losses": result.losses}
-            )  # fmt: skip
-
         bc_dir = self.run_dir / "bc"
         self._phase(
-            "bc", lambda: learn(bc_dir, self._examples(self._selected_expert()), base_dir, config.bc_train)
+            "bc",
+            lambda: self._learn(bc_dir, self._examples(self._selected_expert()), base_dir, config.bc_train),
         )
         self._phase("eval/bc", lambda: self._evaluate("bc", bc_dir / "model", 0))
 
@@ -360,42 +393,11 @@ class AgentEvolTrainer:
         for i in range(1, config.iterations + 1):
             iteration_dir = self.run_dir / f"iter_{i}"
             iteration_dir.mkdir(exist_ok=True)
-            policy_dir = last
-
-            def explore(policy_dir: Path = policy_dir, iteration_dir: Path = iteration_dir) -> None:
-                specs = [
-                    s
-                    for env_id in config.envs
-                    for s in task_specs(
-                        [env_id],
-                        config.tasks(env_id, "explore_tasks"),
-                        split="train",
-                        samples=config.samples_per_task,
-                    )
-                ]
-                self._rollout(
-                    self._policy(policy_dir),
-                    specs,
-                    iteration_dir / "explore.jsonl",
-                    config.explore_temperature,
-                )
-
-            self._phase(f"iter_{i}/explore", explore)
-
-            def learn_iteration(i: int = i, iteration_dir: Path = iteration_dir, last: Path = last) -> None:
-                sources = [
-                    self.run_dir / f"iter_{j}" / "explore.jsonl"
-                    for j in (range(1, i + 1) if config.merge == "cumulative" else [i])
-                ]
-                explored = select(load_trajectories(sources), config.keep, config.reward_threshold)
-                for env_id in config.envs:
-                    kept = sum(t.env == env_id for t, _ in explored)
-                    self._metric({"stage": f"iter_{i}", "env": env_id, "explore_kept": kept})
-                rows = self._examples(self._selected_expert()) + self._examples(explored)
-                start = base_dir if config.learn_from == "base" else last
-                learn(iteration_dir, rows, start, config.train)
-
-            self._phase(f"iter_{i}/learn", learn_iteration)
+            self._phase(f"iter_{i}/explore", lambda p=last, d=iteration_dir: self._explore(p, d))
+            self._phase(
+                f"iter_{i}/learn",
+                lambda i=i, d=iteration_dir, p=last: self._learn_iteration(i, d, p, base_dir),
+            )
             self._phase(
                 f"iter_{i}/eval", lambda i=i, d=iteration_dir: self._evaluate(f"iter_{i}", d / "model", i)
             )

@@ -135,23 +135,11 @@ def _weighted_trainer_class():
     return WeightedSFTTrainer, WeightedCollator
 
 
-def fine_tune(
-    base_model: str | Path,
-    examples: list[dict[str, Any]],
-    output_dir: str | Path,
-    settings: TrainSettings,
-) -> TrainResult:
-    """Fine-tune `base_model` on `examples` (`{"messages": [...], "weight": float}`) into `output_dir/model`."""
+def _load_model(base_model: str | Path, settings: TrainSettings) -> tuple[Any, Any]:
+    """The tokenizer (padding with EOS where it has no pad token) and the model, LoRA-wrapped if asked."""
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig
 
-    if not examples:
-        raise ValueError("no training examples (check the data files and the reward filter)")
-    output_dir = Path(output_dir)
-    model_dir = output_dir / "model"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -171,10 +159,15 @@ def fine_tune(
                 task_type="CAUSAL_LM",
             ),
         )
-    rows = [{"messages": e["messages"], "weight": float(e.get("weight", 1.0))} for e in examples]
-    dataset = Dataset.from_list(rows)
-    steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
-    args = SFTConfig(
+    return tokenizer, model
+
+
+def _sft_config(output_dir: Path, settings: TrainSettings, steps_per_epoch: int) -> Any:
+    """TRL's SFTConfig for `settings`: loss on assistant turns only, checkpoints under `output_dir`."""
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
         output_dir=str(output_dir / "checkpoints"),
         num_train_epochs=settings.epochs,
         learning_rate=settings.learning_rate,
@@ -197,6 +190,27 @@ def fine_tune(
         remove_unused_columns=True,
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+def fine_tune(
+    base_model: str | Path,
+    examples: list[dict[str, Any]],
+    output_dir: str | Path,
+    settings: TrainSettings,
+) -> TrainResult:
+    """Fine-tune `base_model` on `examples` (`{"messages": [...], "weight": float}`) into `output_dir/model`."""
+    from datasets import Dataset
+
+    if not examples:
+        raise ValueError("no training examples (check the data files and the reward filter)")
+    output_dir = Path(output_dir)
+    model_dir = output_dir / "model"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tokenizer, model = _load_model(base_model, settings)
+    rows = [{"messages": e["messages"], "weight": float(e.get("weight", 1.0))} for e in examples]
+    dataset = Dataset.from_list(rows)
+    steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
+    args = _sft_config(output_dir, settings, steps_per_epoch)
     trainer_class, collator_class = _weighted_trainer_class()
     trainer = trainer_class(
         model=model,
