@@ -170,11 +170,11 @@ def test_eval_finds_a_plugin_report_and_its_flag(monkeypatch, tmp_path, capsys):
     report = envs.EvalReport(
         name="counter turns",
         envs=("acme/Count*",),
-        function="tests.test_cli:counter_report",
+        function="tests.evol.test_cli:counter_report",
         file="counter.json",
         headline=("episodes",),
         options={"counter_turns": envs.EvalOption(int, 0, "turns of the counter", "N")},
-        env_kwargs="tests.test_cli:counter_report_kwargs",
+        env_kwargs="tests.evol.test_cli:counter_report_kwargs",
     )
     monkeypatch.setattr(registry, "_reports", [*registry.eval_reports(), report])
     out = tmp_path / "eval"
