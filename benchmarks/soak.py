@@ -295,15 +295,10 @@ def main() -> int:
             server.stop()
 
 
-def soak(args: argparse.Namespace, url: str, server: LaunchedServer | None) -> int:
-    process = server_process(url, server.process.pid if server else args.pid)
-    if process is None:
-        print("warning: the server's process was not found (give --pid); memory is not sampled")
-    started = time.monotonic()
-    time.sleep(1.0)  # let the server settle after start
-    before = sample(process, url, started)
-    samples = [before]
-    tally = Tally()
+def run_load(
+    args: argparse.Namespace, url: str, process, started: float, samples: list, tally: Tally
+) -> float:
+    """Run the clients until their time is up, sampling the server; returns when the load started."""
     deadline = time.monotonic() + args.seconds
     clients = [
         threading.Thread(
@@ -335,6 +330,19 @@ def soak(args: argparse.Namespace, url: str, server: LaunchedServer | None) -> i
                 sessions=row.get("sessions"),
             )
             bar.refresh()
+    return load_started
+
+
+def soak(args: argparse.Namespace, url: str, server: LaunchedServer | None) -> int:
+    process = server_process(url, server.process.pid if server else args.pid)
+    if process is None:
+        print("warning: the server's process was not found (give --pid); memory is not sampled")
+    started = time.monotonic()
+    time.sleep(1.0)  # let the server settle after start
+    before = sample(process, url, started)
+    samples = [before]
+    tally = Tally()
+    load_started = run_load(args, url, process, started, samples, tally)
     load_end = time.monotonic() - started
     load_seconds = time.monotonic() - load_started
     drained = wait_for_no_sessions(url, args.drain)
@@ -359,6 +367,7 @@ def soak(args: argparse.Namespace, url: str, server: LaunchedServer | None) -> i
             "ttl": args.ttl if server else None,
             "url": args.url,
         },
+        "load_seconds": load_seconds,
         "episodes": tally.episodes,
         "episodes_per_s": tally.episodes / load_seconds,
         "steps": tally.steps,
@@ -384,6 +393,17 @@ def soak(args: argparse.Namespace, url: str, server: LaunchedServer | None) -> i
     png = out.with_suffix(".png")
     plot(samples, load_end, png)
 
+    print_report(result, tally, args, out, png)
+    return verdict(tally, after)
+
+
+def print_report(result: dict, tally: Tally, args: argparse.Namespace, out: Path, png: Path) -> None:
+    """The soak's figures: load, errors, and memory before, at its peak and after."""
+    load_seconds = result["load_seconds"]
+    before, after, drained = result["before"], result["after"], result["all_sessions_closed_after"]
+    peak, peak_pss = result["peak_rss_mb"], result["peak_pss_mb"]
+    mid_load = {"rss_mb": result["rss_mid_load_mb"]} if result["rss_mid_load_mb"] is not None else {}
+    end_load = {"rss_mb": result["rss_end_load_mb"]} if result["rss_end_load_mb"] is not None else {}
     print(
         f"\n{tally.episodes} episodes ({result['episodes_per_s']:.1f}/s), {tally.steps} steps "
         f"({result['steps_per_s']:.0f}/s), {tally.sessions} sessions "
@@ -406,6 +426,10 @@ def soak(args: argparse.Namespace, url: str, server: LaunchedServer | None) -> i
     if not drained:
         print(f"warning: sessions still open {args.drain:.0f} s after the load (is --ttl short?)")
     print(f"wrote {out} and {png}")
+
+
+def verdict(tally: Tally, after: dict) -> int:
+    """1, loudly, when any answer was a 5xx or the server is unhealthy after the soak."""
     if tally.server_errors:
         print("\n" + "!" * 78, file=sys.stderr)
         print(f"SOAK FAILED: {len(tally.server_errors)} answers were 5xx:", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Trajectories: one episode a JSONL line, appended crash-safely, convertible to AgentGym's format.
 
-Fields (ARCHITECTURE.md): `env`, `task` (seed + options: enough to replay), `messages`
+Fields (docs/architecture.md): `env`, `task` (seed + options: enough to replay), `messages`
 (chat form; assistant messages are the agent's raw replies), `rewards` (per step),
 `reward` (the episode's return: the sum of step rewards, which for envs that reward only
 at the end is the last step's, as in AgentGym), `success`, `turns`, `agent`, `timing`;
