@@ -229,8 +229,10 @@ class ServerConnection:
             )
         return response.json() if response.content else None
 
-    def specs(self, retry: RetryPolicy = NO_RETRY) -> dict[str, dict]:
-        if self._specs is None:
+    def specs(self, retry: RetryPolicy = NO_RETRY, refresh: bool = False) -> dict[str, dict]:
+        """The served envs' specs, cached; `refresh` asks again (the server may have been
+        restarted with other envs on the same address)."""
+        if self._specs is None or refresh:
             answer = self.call("GET", "/envs", idempotent=True, retry=retry)
             self._specs = {spec["id"]: spec for spec in answer}
         return self._specs
@@ -280,6 +282,8 @@ class RemoteEnv(gym.Env):
         self._closed = False
         self.connection = ServerConnection.get(_pick_url(urls), token, timeout)
         specs = self.connection.specs(self.retry)
+        if env_id not in specs:
+            specs = self.connection.specs(self.retry, refresh=True)
         if env_id not in specs:
             raise RemoteEnvError(
                 400,

@@ -34,8 +34,10 @@ def start_server():
     """Start servers with `start_server(env_ids, *flags)`; all are stopped after the test."""
     started: list[ServerProcess] = []
 
-    def start(env_ids: list[str], *flags: str, env: dict[str, str] | None = None) -> ServerProcess:
-        server = ServerProcess(env_ids, *flags, env=env)
+    def start(
+        env_ids: list[str], *flags: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> ServerProcess:
+        server = ServerProcess(env_ids, *flags, env=env, port=port)
         started.append(server)
         return server
 

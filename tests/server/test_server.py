@@ -371,3 +371,16 @@ def test_python_m_server_refuses_an_unknown_env():
         [sys.executable, "-m", "server", "nope/Missing-v0", "--port", "1"], capture_output=True, text=True
     )
     assert answer.returncode == 2 and "unknown env" in answer.stderr
+
+
+def test_client_sees_a_server_restarted_with_other_envs_on_the_same_address(start_server):
+    first = start_server(["evol/Maze-v0"])
+    RemoteEnv("evol/Maze-v0", url=first.url).close()  # the client now knows what this address serves
+    port = first.port
+    first.stop()
+    second = start_server([COUNTER], port=port)
+    assert second.url == first.url
+    env = RemoteEnv(COUNTER, url=second.url)
+    observation, _ = env.reset(options={"task": 0})
+    assert observation.startswith("Counter: 0.")
+    env.close()
