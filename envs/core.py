@@ -134,6 +134,11 @@ class TextEnv(gym.Env):
         """The scripted solver's next action in the current state."""
         raise NotImplementedError
 
+    def outcome(self) -> dict[str, Any]:
+        """Facts about the ended episode for its record (`info["outcome"]` at the end), e.g. the
+        gold answer: reports read them from the trajectory instead of replaying the task."""
+        return {}
+
     def valid_actions(self) -> list[str] | None:
         """The actions that make sense now, or None if the env cannot list them."""
         return None
@@ -213,6 +218,9 @@ class TextEnv(gym.Env):
         if terminated or truncated:
             self._status = "done"
             info["success"] = bool(self._success())
+            outcome = self.outcome()
+            if outcome:
+                info["outcome"] = outcome
         else:
             self._add_valid_actions(info)
         self._last_observation = observation

@@ -470,6 +470,7 @@ class RolloutEngine:
         if terminated or truncated:
             trajectory.success = bool(info.get("success", False))
             trajectory.truncated = bool(truncated)
+            trajectory.outcome = dict(info.get("outcome") or {})
             finish(episode)
             return False
         trajectory.messages.append({"role": "user", "content": user_content(observation)})

@@ -42,6 +42,7 @@ class Trajectory:
     timing: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     fault: str | None = None
+    outcome: dict[str, Any] = field(default_factory=dict)  # the env's `info["outcome"]` at the end
 
     @property
     def completed(self) -> bool:

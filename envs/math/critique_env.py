@@ -265,6 +265,9 @@ class MathCritiqueEnv(TextEnv):
         )
         return text, reward, terminated, {**self._labels, **info}
 
+    def outcome(self) -> dict[str, Any]:
+        return {"gold_answer": self.gold_answer}
+
     def _attempt_info(self) -> dict[str, Any]:
         attempts = [dict(a) for a in self._attempts]
         return {

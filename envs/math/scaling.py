@@ -11,10 +11,10 @@ Where the answers come from: a trajectory keeps the actions the env received, no
 infos, so each attempt's answer is read back from the actions with the env's own
 extractor (an action without a final answer line was an invalid turn, not an attempt):
 the first attempt is the first action with an answer, the final one the last. The gold
-answer is not in the trajectory either (the agent must not see it), so it is recovered
-by replaying each task's reset locally (the trajectory's `task` holds its seed and
-options; `env_kwargs` must name the same `data` file if one was used), or taken from
-`gold` (a mapping of task key to answer). Both attempts are judged against the gold
+answer is the one the env that ran the episode recorded at its end (`outcome`, never shown
+to the agent), or taken from `gold` (a mapping of task key to answer); only trajectories
+written before outcomes were recorded fall back to replaying each task's reset locally
+(`env_kwargs` must then name the same `data` file if one was used). Both attempts are judged against the gold
 answer with the same equivalence the env uses, so "after" agrees with `success`.
 """
 
@@ -102,7 +102,8 @@ def attempt_answers(trajectory: Trajectory) -> list[str]:
 def gold_answers(
     trajectories: Iterable[Trajectory], env_kwargs: dict[str, Any] | None = None
 ) -> dict[str, str]:
-    """The gold answer of every task, by replaying its reset in a local env."""
+    """The gold answer of every task: the one the env that ran it recorded (`outcome`), else
+    (files written before outcomes were recorded) by replaying its reset in a local env."""
     import envs
 
     made: dict[str, Any] = {}
@@ -110,6 +111,10 @@ def gold_answers(
     for trajectory in trajectories:
         key = task_key(trajectory)
         if key in gold:
+            continue
+        recorded = (getattr(trajectory, "outcome", None) or {}).get("gold_answer")
+        if recorded is not None:
+            gold[key] = recorded
             continue
         env = made.get(trajectory.env)
         if env is None:

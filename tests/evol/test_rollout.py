@@ -234,3 +234,31 @@ def test_the_instruction_can_be_kept_for_some_envs_only():
         assert rows and {r["messages"][0]["role"] for r in rows} == {
             "system" if trajectory.env == COUNTER else "user"
         }
+
+
+def test_eval_url_judges_math_answers_against_the_gold_of_the_env_that_ran_them(start_server, tmp_path):
+    """A server holding a data file: the report's gold answers come from that server's episodes
+    (their recorded outcome), not from a local replay of the resets, which would make other problems."""
+    records = [
+        {"question": f"Tom has {n} apples and buys {n + 3} more. How many apples does he have?",
+         "answer": f"Tom has {n} + {n + 3} = <<{n}+{n + 3}={2 * n + 3}>>{2 * n + 3} apples.\n#### {2 * n + 3}"}
+        for n in range(101, 107)
+    ]  # fmt: skip
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in records))
+    kwargs = json.dumps({"evol/MathCritique-v0": {"data": str(data)}})
+    server = start_server(["evol/MathCritique-v0"], "--env-kwargs", kwargs)
+    out = tmp_path / "eval"
+    answer = subprocess.run(
+        [sys.executable, "-m", "evol.cli", "eval", "--env", "evol/MathCritique-v0", "--episodes", "4", "--agent", "expert",
+         "--url", server.url, "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["envs"]["evol/MathCritique-v0"]["success_rate"] == 1.0
+    report = json.loads((out / "test_time.json").read_text())
+    assert report["before"]["accuracy@1"] == 1.0
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    golds = {json.loads(line)["outcome"]["gold_answer"] for line in lines}
+    assert len(lines) == 4 and golds <= {str(2 * n + 3) for n in range(101, 107)}
