@@ -163,7 +163,7 @@ class EnvService:
                 raise
             admitted = session
         finally:
-            self.store.admit(admitted, session)
+            self.store.admit(admitted)
         return session.sid
 
     def reset(self, sid: str, args: dict[str, Any]) -> bytes:

@@ -1,45 +1,4 @@
 """The env HTTP client, kept under its old path: it lives in `envs.remote` (envs need no server code)."""
 
-from envs.remote import (
-    NO_RETRY,
-    EnvFailed,
-    InfrastructureError,
-    RemoteEnv,
-    RemoteEnvError,
-    RemoteEpisodeOver,
-    RemoteResetNeeded,
-    Reset,
-    RetryPolicy,
-    ServerBusy,
-    ServerConnection,
-    ServerUnavailable,
-    SessionLost,
-    batch_call,
-    batch_reset,
-    batch_step,
-    error_from_answer,
-    parse_retry_after,
-    reset_body,
-)
-
-__all__ = [
-    "NO_RETRY",
-    "EnvFailed",
-    "InfrastructureError",
-    "RemoteEnv",
-    "RemoteEnvError",
-    "RemoteEpisodeOver",
-    "RemoteResetNeeded",
-    "Reset",
-    "RetryPolicy",
-    "ServerBusy",
-    "ServerConnection",
-    "ServerUnavailable",
-    "SessionLost",
-    "batch_call",
-    "batch_reset",
-    "batch_step",
-    "error_from_answer",
-    "parse_retry_after",
-    "reset_body",
-]
+from envs.remote import *  # noqa: F403
+from envs.remote import __all__  # noqa: F401

@@ -67,7 +67,7 @@ class SessionStore:
             self._reserved += 1
         return Session(sid=secrets.token_hex(12), env_id=env_id)
 
-    def admit(self, session: Session | None, reserved: Session) -> None:
+    def admit(self, session: Session | None) -> None:
         """End a reservation: `session` joins the live ones (None: building it failed)."""
         with self._lock:
             self._reserved -= 1

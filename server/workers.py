@@ -47,10 +47,6 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def _episode_state(env: Any) -> str:
-    return getattr(env, "_status", "running")
-
-
 class _EnvCalls:
     """What a worker does with each call; every outcome is a reply, never an exception."""
 
@@ -104,10 +100,8 @@ class _EnvCalls:
         return {"observation": self._to_wire(observation), "info": self._to_wire(info)}
 
     def op_step(self, sid: str, action: str) -> dict[str, Any]:
-        env = self._env(sid)
-        if len(action) > env.max_action_length:
-            raise ApiError(413, "too_large", f"action over {env.max_action_length} characters")
-        observation, reward, terminated, truncated, info = env.step(action)
+        # The front checked the action's length; TextEnv.step raises ResetNeeded / EpisodeOver (409).
+        observation, reward, terminated, truncated, info = self._env(sid).step(action)
         return {
             "observation": self._to_wire(observation),
             "reward": float(reward),
@@ -117,13 +111,8 @@ class _EnvCalls:
         }
 
     def op_expert(self, sid: str) -> dict[str, Any]:
-        env = self._env(sid)
-        state = _episode_state(env)
-        if state == "new":
-            raise ApiError(409, "reset_needed", "call reset before asking the expert")
-        if state == "done":
-            raise ApiError(409, "episode_over", "the episode has ended; reset to start a new one")
-        return {"action": env.expert_action()}
+        # TextEnv refuses the expert before reset and after the end (ResetNeeded / EpisodeOver: 409).
+        return {"action": self._env(sid).expert_action()}
 
     def op_close(self, sid: str) -> dict[str, Any]:
         env = self.sessions.pop(sid, None)
@@ -133,9 +122,6 @@ class _EnvCalls:
             except Exception:
                 log.exception("closing session %s failed", sid)
         return {"rss": _rss_bytes()}
-
-    def op_stats(self, sid: str) -> dict[str, Any]:
-        return {"rss": _rss_bytes(), "sessions": len(self.sessions), "pid": os.getpid()}
 
 
 def worker_main(conn: Connection, env_ids: list[str], env_overrides: dict[str, dict[str, Any]]) -> None:
@@ -263,8 +249,6 @@ class WorkerPool:
             raise RuntimeError("no env worker process could start; see the log above")
         self._monitor = threading.Thread(target=self._watch, name="worker-monitor", daemon=True)
         self._monitor.start()
-        if self.call_timeout is not None:
-            threading.Thread(target=self._watchdog, name="worker-watchdog", daemon=True).start()
         atexit.register(self._exiting)
 
     def _exiting(self) -> None:
@@ -350,8 +334,24 @@ class WorkerPool:
             worker.process.join(5)
 
     def _watch(self) -> None:
+        """One monitor: every tick, kill workers whose running call is past its time limit (its
+        reader then gets EOF); every half second, replace dead workers and retry failed starts."""
+        tick = 0.05 if self.call_timeout is None else min(0.05, self.call_timeout / 4)
+        next_liveness = 0.0
         while not self._closed:
-            time.sleep(0.5)
+            time.sleep(tick)
+            now = time.monotonic()
+            for worker in self.workers():
+                deadline = worker.deadline
+                if deadline is not None and now > deadline:
+                    worker.timed_out = True
+                    log.warning(
+                        "env worker %d ran a call past %s s; replacing it", worker.slot, self.call_timeout
+                    )
+                    self._retire(worker, f"another call on its worker ran past {self.call_timeout} s")
+            if now < next_liveness:
+                continue
+            next_liveness = now + 0.5
             for worker in self.workers():
                 if not worker.process.is_alive():
                     log.error("env worker %d (pid %s) died; replacing it", worker.slot, worker.pid)
@@ -477,21 +477,6 @@ class WorkerPool:
     def _deadline(self) -> float | None:
         return None if self.call_timeout is None else time.monotonic() + self.call_timeout
 
-    def _watchdog(self) -> None:
-        """Kill workers whose running call is past its time limit (its reader then gets EOF)."""
-        tick = 0.05 if self.call_timeout is None else min(0.05, self.call_timeout / 4)
-        while not self._closed:
-            time.sleep(tick)
-            now = time.monotonic()
-            for worker in self.workers():
-                deadline = worker.deadline
-                if deadline is not None and now > deadline:
-                    worker.timed_out = True
-                    log.warning(
-                        "env worker %d ran a call past %s s; replacing it", worker.slot, self.call_timeout
-                    )
-                    self._retire(worker, f"another call on its worker ran past {self.call_timeout} s")
-
     @staticmethod
     def _lost(sid: str) -> ApiError:
         return ApiError(
@@ -531,9 +516,6 @@ class WorkerPool:
                 worker.served,
             )
             self._retire(worker, "its worker was recycled", kill=False)
-
-    def kill_worker_of(self, worker: Worker) -> None:
-        self._retire(worker, "its worker process was killed")
 
     # ---- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

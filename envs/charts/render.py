@@ -73,6 +73,8 @@ def run_plotting_code(code: str) -> Any:
         "__builtins__": {**SAFE_BUILTINS, "__import__": _guarded_import},
         "__name__": "chart",
     }
+    # Only `plotting_code(chart)` of a generated Chart reaches here (render workers receive Chart
+    # objects, never code); data files' `code` is shown to agents, never run (tests/envs/test_charts.py).
     exec(compile(code, "<chart>", "exec"), namespace)
     if "fig" not in namespace:
         raise RenderError("plotting code did not build `fig`")

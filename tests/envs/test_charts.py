@@ -551,3 +551,20 @@ def test_vision_agent_receives_image_observations_as_content_parts(tmp_path, env
     assert agent.last_image_counts == [1, 1, 0]  # older images of a conversation are dropped
     assert all(0 < output.tokens <= 4 for output in outputs)
     agent.close()
+
+
+def test_a_data_files_plotting_code_is_shown_never_run(tmp_path):
+    """ReachQA records carry code; only charts the generator built are ever executed."""
+    Image.new("RGB", (200, 100), (200, 30, 30)).save(tmp_path / "chart.png")
+    canary = tmp_path / "ran.txt"
+    code = f"import os\nos.system('touch {canary}')\nopen('{canary}', 'w').write('x')"
+    record = {"question": "Peak?", "answer": "1", "image": "chart.png", "code": code,
+              "QA_type": "recognition", "major_chart_type": "line", "minor_chart_type": "line"}  # fmt: skip
+    path = tmp_path / "reachqa.jsonl"
+    path.write_text(json.dumps(record))
+    for mode in ("image", "code"):
+        env = ChartQAEnv(data=str(path), mode=mode)
+        env.reset(options={"task": 0})
+        env.step("Answer: 1")
+        env.close()
+    assert not canary.exists()
