@@ -1,9 +1,10 @@
-"""`evol/TextWorld-v0`: text adventures made by TextWorld's own generator."""
+"""`evol/TextWorld-v0`: text adventures made by TextWorld's generator, or a user's games made by `tw-make`."""
 
 from __future__ import annotations
 
 import os
 import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import textworld
 from envs.core import RENDER_MODE, TextEnv, turns_param
 from envs.errors import ResetNeeded, TaskOptionError
 from envs.params import Param, choice_param, task_param
+from envs.textworld.game_files import GameFile, find_games
 from envs.textworld.games import (
     DIFFICULTIES,
     PARAM_LIMITS,
@@ -26,16 +28,13 @@ from envs.textworld.games import (
 SPLITS = ("train", "test")
 DEFAULT_NUM_TASKS = {"train": 10_000, "test": 1_000}
 MAX_NUM_TASKS = 1_000_000  # tasks of a split a client may ask for (each game is made on first use)
-REQUEST_INFOS = textworld.EnvInfos(
-    admissible_commands=True,
-    policy_commands=True,
-    objective=True,
-    score=True,
-    max_score=True,
-    won=True,
-    lost=True,
-    moves=True,
+REQUESTED = dict.fromkeys(
+    ("admissible_commands", "policy_commands", "objective", "score", "max_score", "won", "lost", "moves"),
+    True,
 )
+REQUEST_INFOS = textworld.EnvInfos(**REQUESTED)
+# A user's game may carry a walkthrough (in its .json sidecar) beyond what its quests give.
+FILE_REQUEST_INFOS = textworld.EnvInfos(**REQUESTED, extras=["walkthrough"])
 
 # Commands that would leave the story (quit, restart, files) or switch off TextWorld's
 # own tracking (its `tw-` debug commands): the game never sees them.
@@ -64,6 +63,10 @@ def normalise(command: str) -> str:
     return " ".join(command.lower().split())
 
 
+class NoExpertError(RuntimeError):
+    """The expert cannot play this game from here: it has no walkthrough, or the episode left it."""
+
+
 def default_cache_dir() -> Path:
     root = os.environ.get("EVOL_CACHE_DIR")
     return Path(root) / "textworld" if root else Path("~/.cache/evolgym/textworld").expanduser()
@@ -79,6 +82,17 @@ class TextWorldEnv(TextEnv):
     with the key, open the chest, put the apple on the table"). A task is generated the
     first time it is used and cached on disk (`cache_dir`, at most 512 MB: the least recently
     used games are deleted past it); later resets reuse the file.
+
+    With `games=` (set by whoever runs the env or the server, never by a client) the tasks
+    are the user's own games made by TextWorld's `tw-make` instead, of any challenge
+    (`tw-simple`, `tw-coin_collector`, `tw-treasure_hunter`, `tw-cooking`, `custom`):
+    `games` is a `.z8` file, a folder (its `.z8` files, not its subfolders) or a glob
+    (`games/**/*.z8`). Each `.z8` needs the `.json` that `tw-make` writes beside it (TextWorld
+    reads the quests, the score and the walkthrough from it). A missing path, a pattern or
+    folder with no game, a file that is not a version-8 Z-machine story, a game without its
+    `.json`, or a Glulx `.ulx` game (TextWorld 1.7 no longer plays them: make it again with
+    `tw-make`) is refused when the env is built, the error naming the file relative to what
+    was given.
 
     ## Instruction and action format
     `info["instruction"]` says that this is a text adventure and gives the quest's goal.
@@ -108,14 +122,19 @@ class TextWorldEnv(TextEnv):
     ## Rewards
     The game's score gained this step divided by its maximum score, so the rewards of an
     episode add up to the normalised score (1.0 for a won game). `info` carries `score`,
-    `max_score`, `won` and `lost`. Range [0, 1].
+    `max_score`, `won` and `lost`. Range [0, 1]. The same holds for `games=`: a dense
+    `tw-simple` game rewards each step of its quest, a `tw-cooking` game each ingredient and
+    step of the recipe, a coin or treasure hunt only the find; winning tops the sum up to
+    1.0 even where a game scores past its maximum or has none, and the normalised score
+    never goes down.
 
     ## Success
     The quest is completed (`won`).
 
     ## Termination
-    Terminated when the game is won or lost; truncated after `max_turns` turns
-    (default 30).
+    Terminated when the game is won or lost (a `tw-cooking` game is lost, for example, by
+    eating an ingredient the recipe needs); truncated after `max_turns` turns (default 30;
+    a large `tw-cooking` game's walkthrough can be longer: raise it).
 
     ## Task options
     `reset(seed, options)` with:
@@ -132,10 +151,25 @@ class TextWorldEnv(TextEnv):
     The generator seed is a hash of (split, task, rooms, objects, quest length): the same
     options give the same game on any machine, and train and test seeds never meet.
 
+    With `games=`, task `k` is the `k`-th game of the list sorted by name (a folder's file
+    names; a glob's paths below its fixed part), drawn from the seed when not given;
+    `split` is accepted and ignored (the games are one split), and `difficulty`,
+    `world_size`, `nb_objects`, `quest_length` (like the `difficulty` and `num_tasks`
+    kwargs) are refused. `info["task"]` is `{"task": k, "game": NAME, "walkthrough": bool}`.
+
+    ## Expert
+    `expert_action()` plays TextWorld's winning policy from the current state, so it recovers
+    after an agent's detour. With `games=` that needs the game's quests (every `tw-make`
+    challenge has them). A game without quests is played by the walkthrough in its `.json`,
+    from the start and only while the episode follows it; a game with neither has no
+    expert (`info["task"]["walkthrough"]` is false and `expert_action()` raises
+    `NoExpertError`).
+
     ## Registered configurations
     - `evol/TextWorld-v0`: kwargs `difficulty="easy"`, `max_turns=30`,
       `num_tasks={"train": 10000, "test": 1000}`, `cache_dir=$EVOL_CACHE_DIR/textworld`
-      (else `~/.cache/evolgym/textworld`).
+      (else `~/.cache/evolgym/textworld`); `games=PATH` for the user's games, e.g.
+      `evol serve evol/TextWorld-v0 --env-kwargs '{"evol/TextWorld-v0": {"games": "my_games/"}}'`.
     """
 
     reward_range = (0.0, 1.0)
@@ -146,6 +180,12 @@ class TextWorldEnv(TextEnv):
     kwarg_params = {
         "cache_dir": Param("object", of=(str, os.PathLike), server_only=True, help="where games are cached"),
         "difficulty": choice_param(tuple(DIFFICULTIES), default="easy", help="the default difficulty"),
+        "games": Param(
+            "object",
+            of=(str, os.PathLike),
+            server_only=True,
+            help="games made by tw-make: a .z8 file, a folder of them or a glob",
+        ),
         "max_turns": turns_param(30),
         "num_tasks": Param(
             ("int", "dict"),
@@ -170,21 +210,39 @@ class TextWorldEnv(TextEnv):
     def __init__(
         self,
         cache_dir: str | os.PathLike[str] | None = None,
-        difficulty: str = "easy",
+        difficulty: str | None = None,
+        games: str | os.PathLike[str] | None = None,
         max_turns: int | None = None,
         num_tasks: int | dict[str, int] | None = None,
         render_mode: str | None = None,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
-        if difficulty not in DIFFICULTIES:
+        if difficulty is not None and difficulty not in DIFFICULTIES:
             raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)}, got {difficulty!r}")
-        self.difficulty = difficulty
+        # With games=, the tasks are the given games; otherwise they are generated.
+        self.games: list[GameFile] | None = None
+        if games is not None:
+            given = [
+                name
+                for name, value in (("difficulty", difficulty), ("num_tasks", num_tasks))
+                if value is not None
+            ]
+            if given:
+                verb = "does" if len(given) == 1 else "do"
+                raise ValueError(
+                    f"{' and '.join(given)} {verb} not apply with games=: the tasks are the given games"
+                )
+            self.games = find_games(games)
+        self.difficulty = difficulty or "easy"
         self.num_tasks = self._num_tasks(num_tasks)
         self.cache = GameCache(cache_dir if cache_dir is not None else default_cache_dir())
         self._game: Any = None  # the open TextWorld environment
         self._game_path: Path | None = None
         self._state: Any = None  # TextWorld's GameState after the last command
-        self._score = 0
+        self._progress_given = Fraction(0)  # the normalised score handed out as reward so far
+        self._current: GameFile | None = None  # the game of this episode (games= only)
+        self._commands: list[str] = []  # the commands sent to the game this episode
+        self._walkthrough: list[str] = []  # the game's own walkthrough (games= only)
 
     @staticmethod
     def _num_tasks(num_tasks: int | dict[str, int] | None) -> dict[str, int]:
@@ -213,12 +271,25 @@ class TextWorldEnv(TextEnv):
         params = GameParams(**sizes, seed=generator_seed(split, task, *sizes.values()))
         return {"task": task, "split": split, "difficulty": difficulty, **sizes}, params
 
+    def _game_file(self, options: dict[str, Any]) -> tuple[dict[str, Any], GameFile]:
+        """The game of `options["task"]` among the given games (`split` is accepted and ignored)."""
+        assert self.games is not None
+        fixed = sorted(key for key in ("difficulty", *PARAM_LIMITS) if key in options)
+        if fixed:
+            raise TaskOptionError(
+                f"options {fixed} do not apply with games=: each task is one of the given games"
+            )
+        task = self.select_task(options, len(self.games))
+        game = self.games[task]
+        return {"task": task, "game": game.name, "walkthrough": game.walkthrough}, game
+
     def _open(self, path: Path) -> Any:
         # Loading a game parses its logic with TextWorld's shared parser: one at a time per process.
         with TEXTWORLD_LOCK:
             if self._game is None or path != self._game_path:
                 self._close_game()
-                self._game = textworld.start(str(path), request_infos=REQUEST_INFOS)
+                infos = REQUEST_INFOS if self.games is None else FILE_REQUEST_INFOS
+                self._game = textworld.start(str(path), request_infos=infos)
                 self._game_path = path
             return self._game.reset()
 
@@ -231,18 +302,26 @@ class TextWorldEnv(TextEnv):
 
     # ---- the contract ---------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        task_info, params = self._task_params(options)
-        try:
-            path = self.cache.get(params)
-        except GameGenerationError as exc:
-            raise TaskOptionError(str(exc)) from exc
+        if self.games is None:
+            task_info, params = self._task_params(options)
+            try:
+                path = self.cache.get(params)
+            except GameGenerationError as exc:
+                raise TaskOptionError(str(exc)) from exc
+        else:
+            task_info, self._current = self._game_file(options)
+            path = self._current.path
         self._state = self._open(path)
-        self._score = 0
+        self._progress_given = Fraction(0)
+        self._commands = []
+        self._walkthrough = list(self._state.get("extra.walkthrough") or []) if self.games is not None else []
         info = {"instruction": self._instruction(), "task": task_info, **self._progress()}
         return clean_feedback(self._state.feedback), info
 
     def _instruction(self) -> str:
-        goal = " ".join(str(self._state.objective).split())
+        goal = " ".join(str(self._state.objective or "").split())
+        if not goal:  # tw-make's `--goal none`: the game keeps its goal to itself
+            goal = "the game does not say; explore, and the score tells you when you make progress."
         return (
             "You are playing a text adventure game. You explore rooms and use objects by typing commands.\n"
             f"Your goal: {goal}\n"
@@ -270,13 +349,26 @@ class TextWorldEnv(TextEnv):
         admissible = {normalise(c) for c in self._state.admissible_commands or ()}
         moves = self._state.moves
         self._state, _, _ = self._game.step(command)
-        score = int(self._state.score or 0)
-        reward = max(0, score - self._score) / max(1, int(self._state.max_score))
-        self._score = max(score, self._score)
+        self._commands.append(normalise(command))
+        gained = max(Fraction(0), self._normalised_score() - self._progress_given)
+        self._progress_given += gained
+        reward = float(gained)
         invalid = normalise(command) not in admissible and self._state.moves == moves
         observation = clean_feedback(self._state.feedback) or "Nothing happens."
         progress = self._progress()
         return observation, reward, progress["won"] or progress["lost"], {"invalid": invalid, **progress}
+
+    def _normalised_score(self) -> Fraction:
+        """The score as a share of the maximum: 1 once the game is won (a user's game may score
+        past its maximum, or have none), never above 1."""
+        if self._state.won:
+            return Fraction(1)
+        max_score = int(self._state.max_score or 0)
+        return (
+            min(Fraction(1), Fraction(int(self._state.score or 0), max_score))
+            if max_score > 0
+            else Fraction(0)
+        )
 
     @staticmethod
     def _refusal(command: str) -> str | None:
@@ -302,11 +394,27 @@ class TextWorldEnv(TextEnv):
         return bool(self._state is not None and self._state.won)
 
     def expert_action(self) -> str:
-        """The next command of TextWorld's walkthrough from the current state."""
+        """The next command of TextWorld's walkthrough from the current state.
+
+        With games=, a game whose quests give no walkthrough is played by the walkthrough in its
+        .json sidecar, from the start and as long as the episode follows it; a game with neither
+        has no expert (`NoExpertError`)."""
         if self._state is None:
             raise ResetNeeded("call reset() before expert_action()")
         policy = self._state.policy_commands or []
-        return policy[0] if policy else "look"
+        if policy or self.games is None:
+            return policy[0] if policy else "look"
+        done = len(self._commands)
+        steps = [normalise(command) for command in self._walkthrough]
+        if done < len(steps) and steps[:done] == self._commands:
+            return self._walkthrough[done]
+        game = self._current.name if self._current is not None else "?"
+        why = (
+            "the episode has left its walkthrough"
+            if self._walkthrough
+            else "it has neither quests nor a walkthrough in its .json"
+        )
+        raise NoExpertError(f"no expert for the game {game!r}: {why}")
 
     def valid_actions(self) -> list[str] | None:
         if self._state is None:
