@@ -135,13 +135,39 @@ def final_attempts(trajectories: Iterable[Trajectory]) -> list[Trajectory]:
 
 
 # ---- AgentGym's format ------------------------------------------------------------------
-FILLER = "Ok."
+# AgentGym's conversations open with the instruction (a human turn) and the agent's filler answer
+# to it, a gpt turn with `loss: false` that no model is trained on. Its text is per env family, as
+# AgentGym's clients write it; a reader recognises it by its place and flag, never by its text.
+AGENTGYM_FILLER = "OK. I'll follow your instructions and try my best to solve the task."
+AGENTGYM_FILLERS = {"webshop": "Ok."}  # the families whose clients write another filler
+# AgentGym's task names (item id prefixes; `lmrlgym_` ones too) -> EvolGym's env of the family
+AGENTGYM_ENVS = {
+    "babyai": "evol/BabyAI-v0",
+    "webshop": "evol/WebShop-v0",
+    "maze": "evol/Maze-v0",
+    "wordle": "evol/Wordle-v0",
+    "textcraft": "evol/TextCraft-v0",
+    "sciworld": "evol/SciWorld-v0",
+}
 
 
 def agentgym_task_name(env_id: str) -> str:
     """`evol/BabyAI-v0` -> `babyai`: the prefix of AgentGym item ids."""
     name = env_id.split("/")[-1]
     return name.rsplit("-v", 1)[0].lower()
+
+
+def agentgym_filler(env_id: str) -> str:
+    """The filler AgentGym's client of this env's family writes as the agent's first turn."""
+    return AGENTGYM_FILLERS.get(agentgym_task_name(env_id), AGENTGYM_FILLER)
+
+
+def agentgym_item_env(item_id: str) -> str:
+    """The env of an AgentGym item id: `babyai_12` -> `evol/BabyAI-v0` (`lmrlgym_maze_3` ->
+    `evol/Maze-v0`); a family EvolGym lacks keeps its name, `alfworld_4` -> `agentgym/alfworld`."""
+    prefix = str(item_id).rsplit("_", 1)[0].lower()
+    family = prefix.removeprefix("lmrlgym_")
+    return AGENTGYM_ENVS.get(family, f"agentgym/{prefix}")
 
 
 def to_agentgym(trajectory: Trajectory) -> dict[str, Any]:
@@ -152,7 +178,7 @@ def to_agentgym(trajectory: Trajectory) -> dict[str, Any]:
     index = trajectory.task.get("options", {}).get("task", 0)
     conversations = [
         {"from": "human", "loss": None, "value": messages[0]["content"]},
-        {"from": "gpt", "loss": False, "value": FILLER},
+        {"from": "gpt", "loss": False, "value": agentgym_filler(trajectory.env)},
     ]
     for message in messages[1:]:
         if message["role"] == "user":
@@ -162,20 +188,43 @@ def to_agentgym(trajectory: Trajectory) -> dict[str, Any]:
     return {"item_id": f"{agentgym_task_name(trajectory.env)}_{index}", "conversations": conversations}
 
 
-def from_agentgym(item: dict[str, Any], env_id: str, split: str | None = None) -> Trajectory:
-    """The inverse of `to_agentgym` (the filler turn is dropped; rewards are unknown)."""
+def from_agentgym(
+    item: dict[str, Any], env_id: str | None = None, split: str | None = None, success: bool = False
+) -> Trajectory:
+    """One AgentGym item (`{item_id, conversations}`) as a trajectory: the instruction becomes the
+    system message; the filler (the first gpt turn, answering the instruction, flagged `loss:
+    false`) is dropped whatever its text; every later turn is kept. `env_id` defaults to the
+    item id's family (`agentgym_item_env`). Rewards are unknown; `success` marks the item as a
+    successful episode (AgentGym's released trajectory sets hold only such episodes)."""
+    if not isinstance(item, dict) or not isinstance(item.get("conversations"), list):
+        raise ValueError("an AgentGym item is an object with a 'conversations' list")
+    if "item_id" not in item:
+        raise ValueError("an AgentGym item needs an 'item_id' such as 'babyai_12'")
     conversations = item["conversations"]
+    for turn in conversations:
+        if (
+            not isinstance(turn, dict)
+            or turn.get("from") not in ("human", "gpt")
+            or not isinstance(turn.get("value"), str)
+        ):
+            raise ValueError("each turn of an AgentGym item is {from: human|gpt, loss, value: str}")
     if not conversations or conversations[0]["from"] != "human":
         raise ValueError("an AgentGym item starts with the human instruction")
     messages = [{"role": "system", "content": conversations[0]["value"]}]
     rest = conversations[1:]
-    if rest and rest[0]["from"] == "gpt" and rest[0]["value"] == FILLER and not rest[0].get("loss"):
+    if rest and rest[0]["from"] == "gpt" and rest[0].get("loss") is False:
         rest = rest[1:]
     for turn in rest:
         messages.append(
             {"role": "user" if turn["from"] == "human" else "assistant", "content": turn["value"]}
         )
-    index = int(str(item["item_id"]).rsplit("_", 1)[-1])
+    suffix = str(item["item_id"]).rsplit("_", 1)[-1]
+    if not suffix.isdigit():
+        raise ValueError(
+            f"an AgentGym item id ends with its task index, as 'babyai_12'; got {item['item_id']!r}"
+        )
+    index = int(suffix)
+    env_id = env_id or agentgym_item_env(item["item_id"])
     options: dict[str, Any] = {"task": index}
     if split:
         options["split"] = split
@@ -185,10 +234,53 @@ def from_agentgym(item: dict[str, Any], env_id: str, split: str | None = None) -
         task={"seed": index, "options": options},
         messages=messages,
         actions=actions,
+        success=success,
         turns=len(actions),
         agent="agentgym",
         key=episode_key(env_id, index, options),
     )
+
+
+def is_agentgym_file(path: str | Path) -> bool:
+    """Whether a file holds AgentGym items (a JSON list, or JSONL lines with `conversations`)
+    rather than EvolGym trajectories (JSONL lines with `messages`)."""
+    with open(path, encoding="utf-8-sig") as handle:
+        head = handle.read(1 << 16).lstrip()
+    if head.startswith("["):
+        return True
+    first = head.split("\n", 1)[0]
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return '"conversations"' in first and '"messages"' not in first
+    return isinstance(record, dict) and "conversations" in record and "messages" not in record
+
+
+def read_agentgym(path: str | Path, env_id: str | None = None, split: str | None = None) -> list[Trajectory]:
+    """AgentGym items of a JSON file (a list, as AgentTraj releases them) or a JSONL file, as
+    successful trajectories (see `from_agentgym`). A bad item is a ValueError naming its place."""
+    name = Path(path).name
+    text = Path(path).read_text(encoding="utf-8-sig")
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"{name}: not a JSON list of AgentGym items: {error}") from None
+        places = [f"item {i}" for i in range(len(items))]
+    else:
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        try:
+            items = [json.loads(line) for _, line in lines]
+        except ValueError as error:
+            raise ValueError(f"{name}: not JSON lines: {error}") from None
+        places = [f"line {n}" for n, _ in lines]
+    trajectories = []
+    for place, item in zip(places, items):
+        try:
+            trajectories.append(from_agentgym(item, env_id, split, success=True))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{name}, {place}: {error}") from None
+    return trajectories
 
 
 def to_dataset(trajectories: Iterable[Trajectory]):

@@ -112,10 +112,8 @@ class EnvService:
     def check_reset(self, session: Session, args: Any) -> dict[str, Any]:
         if not isinstance(args, dict):
             raise ApiError(400, "bad_request", "a reset must be a JSON object {seed?, options?}")
+        refuse_unknown_fields(args, ("seed", "options"), "reset")
         seed, options = args.get("seed"), args.get("options")
-        unknown = sorted(set(args) - {"seed", "options"})
-        if unknown:
-            raise ApiError(400, "bad_request", f"unknown reset field(s) {unknown}; known: seed, options")
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
         ):
@@ -235,6 +233,7 @@ class EnvService:
     def _batch_call(self, item: Any) -> tuple[Session, tuple]:
         if not isinstance(item, dict) or not isinstance(item.get("session"), str):
             raise ApiError(400, "bad_request", "each entry needs 'session' and either 'action' or 'reset'")
+        refuse_unknown_fields(item, ("session", "action", "reset"), "batch entry")
         has_action, has_reset = "action" in item, "reset" in item
         if has_action == has_reset:
             raise ApiError(400, "bad_request", "each entry needs exactly one of 'action' and 'reset'")
@@ -258,6 +257,14 @@ class EnvService:
         self.store.close_all()
         self.pool.close()
         self.batch_pool.shutdown(wait=False)
+
+
+def refuse_unknown_fields(body: dict[str, Any], known: tuple[str, ...], what: str) -> None:
+    """400 naming the fields of `body` that `what` does not take: a misspelt or foreign field
+    (AgentGym's `data_idx` on a reset) is refused, never silently ignored."""
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise ApiError(400, "bad_request", f"unknown {what} field(s) {unknown}; known: {', '.join(known)}")
 
 
 def _json(value: Any) -> bytes:
@@ -296,6 +303,7 @@ def openapi():
 @routes.post("/sessions")
 def create_session():
     data = json_body(request, required=True)
+    refuse_unknown_fields(data, ("env", "kwargs"), "session")
     sid = service().create(data.get("env"), data.get("kwargs"))
     return jsonify(session=sid, env=data["env"]), 201
 
@@ -310,6 +318,7 @@ def step(sid: str):
     data = json_body(request, required=True)
     if "action" not in data:
         raise ApiError(400, "missing_field", "'action' is required")
+    refuse_unknown_fields(data, ("action",), "step")
     return _json_response(service().step(sid, data["action"]))
 
 
@@ -327,6 +336,7 @@ def delete(sid: str):
 @routes.post("/step")
 def batch_step():
     data = json_body(request, required=True)
+    refuse_unknown_fields(data, ("steps",), "batch")
     return _json_response(service().batch(data.get("steps")))
 
 

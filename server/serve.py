@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import sys
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 
 import envs
 from server import TOKEN_ENV
+from server.agentgym import AgentGymOptions, create_agentgym_app, options_from_args
 from server.app import ServerLimits, create_app
 from server.http import run_waitress, token_from_env
 
@@ -43,11 +45,19 @@ def serve(
     threads: int = DEFAULT_THREADS,
     limits: ServerLimits | None = None,
     env_overrides: dict | None = None,
+    mcp_port: int | None = None,
+    agentgym: AgentGymOptions | None = None,
 ) -> None:
+    """Serve `env_ids` over HTTP on `host:port` until interrupted; with `mcp_port`, also as MCP
+    tools on that port, over the same sessions (`server.mcp_app`); with `agentgym`, AgentGym's
+    protocol instead of EvolGym's API (`server.agentgym`)."""
     limits = limits or ServerLimits()
     limits.host = host
     limits.token = token_from_env(limits.token, TOKEN_ENV)
-    app = create_app(env_ids, limits, env_overrides)
+    if agentgym is not None:
+        app = create_agentgym_app(env_ids[0], limits, env_overrides, agentgym.prefix, agentgym.split)
+    else:
+        app = create_app(env_ids, limits, env_overrides)
     if os.environ.get(PARENT_ENV, "").isdigit():
         exit_with_parent(int(os.environ[PARENT_ENV]))
     workers = app.extensions["evol"].pool.size
@@ -55,6 +65,17 @@ def serve(
         f"evol: serving {', '.join(env_ids)} on http://{host}:{port} "
         f"({workers} env worker processes, {threads} request threads)"
     )
+    if agentgym is not None:
+        banner += f"; AgentGym's protocol at {agentgym.prefix or '/'}"
+    if mcp_port is not None:
+        from server.mcp_app import MCP_PATH, start_mcp  # the mcp extra: imported only with --mcp
+
+        try:
+            start_mcp(app.extensions["evol"], host, mcp_port, threads)
+        except OSError as error:  # e.g. the port is taken: say so, and end the env workers
+            app.extensions["evol"].close()
+            raise SystemExit(f"evol: {error}") from None
+        banner += f"; MCP tools on http://{host}:{mcp_port}{MCP_PATH}"
     run_waitress(app, host, port, threads, ident="evolgym", channel_timeout=120, banner=banner)
 
 
@@ -91,6 +112,35 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=DEFAULT_THREADS, help="request threads (default %(default)s)"
     )
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve the envs as MCP tools (streamable HTTP at /mcp on --mcp-port), same sessions "
+        "and token; needs the mcp extra: pip install 'evolgym[mcp]'",
+    )
+    parser.add_argument(
+        "--mcp-port", type=int, default=None, help="port of the MCP endpoint (default: --port + 1)"
+    )
+    parser.add_argument(
+        "--agentgym",
+        action="store_true",
+        help="serve AgentGym's env-server protocol (POST /create, /reset, /step, /close; GET /observation, "
+        "/available_actions) instead of EvolGym's API, for one env: evol/BabyAI-v0, evol/WebShop-v0, "
+        "evol/Maze-v0, evol/Wordle-v0, evol/TextCraft-v0 or evol/SciWorld-v0",
+    )
+    parser.add_argument(
+        "--agentgym-prefix",
+        default="",
+        metavar="PATH",
+        help="serve the AgentGym routes under this path, e.g. /maze (default: at the root)",
+    )
+    parser.add_argument(
+        "--agentgym-split",
+        default=None,
+        metavar="SPLIT",
+        help="the split AgentGym's task indices (data_idx, game, seed, session_id) address "
+        "(default: the env's own, train)",
+    )
     for limit in dataclasses.fields(ServerLimits):
         _add_limit_flag(parser, limit)
 
@@ -122,6 +172,35 @@ def serve_from_args(args: argparse.Namespace, env_overrides: dict[str, dict[str,
     if unknown:
         print(f"evol: unknown env(s) {unknown}; known: {', '.join(envs.env_ids())}", file=sys.stderr)
         return 2
+    try:
+        mcp_port = mcp_port_from_args(args)
+        agentgym = options_from_args(args)
+    except ValueError as error:
+        print(f"evol: {error}", file=sys.stderr)
+        return 2
     limits = limits_from_args(args)
-    serve(args.envs, limits.host, args.port, args.threads, limits=limits, env_overrides=env_overrides)
+    serve(
+        args.envs,
+        limits.host,
+        args.port,
+        args.threads,
+        limits=limits,
+        env_overrides=env_overrides,
+        mcp_port=mcp_port,
+        agentgym=agentgym,
+    )
     return 0
+
+
+def mcp_port_from_args(args: argparse.Namespace) -> int | None:
+    """The MCP port `--mcp` and `--mcp-port` ask for (None: no MCP); a ValueError says what is wrong."""
+    if not args.mcp:
+        if args.mcp_port is not None:
+            raise ValueError("--mcp-port needs --mcp")
+        return None
+    if importlib.util.find_spec("mcp") is None:
+        raise ValueError("--mcp needs the mcp package: pip install 'evolgym[mcp]'")
+    port = args.mcp_port if args.mcp_port is not None else args.port + 1
+    if port == args.port:
+        raise ValueError("--mcp-port must differ from --port")
+    return port

@@ -1,6 +1,8 @@
 """`evol serve ENV...`: serve envs over HTTP, with counterpart agents for the envs that take one.
 
-The server's flags and the serving are `server.serve`'s (`python -m server` has the same);
+The server's flags and the serving are `server.serve`'s (`python -m server` has the same, among
+them `--agentgym`: AgentGym's env-server protocol instead of EvolGym's API, `server.agentgym`,
+and `--mcp`: the envs also as MCP tools for agent harnesses, `server.mcp_app`);
 this command adds what needs `agents`: `--counterpart NAME=AGENT` (a critic, a defender, a
 judge) handed to the envs that declare a `NAME` kwarg, and `--env-kwargs`.
 """

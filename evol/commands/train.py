@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from evol.trainers.config import ConfigError, parse_config
+    from evol.trainers.data import TrajectoryFileError
 
     module_name, config_name, trainer_name = TRAINERS[args.algorithm]
     module = importlib.import_module(module_name)
@@ -41,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except ConfigError as error:
         return refuse(f"bad config: {error}")
-    result = getattr(module, trainer_name)(config).train()
+    try:
+        result = getattr(module, trainer_name)(config).train()
+    except TrajectoryFileError as error:
+        return refuse(f"bad data: {error}")
     if isinstance(result, dict):
         from evol.trainers.agentevol import format_table
 

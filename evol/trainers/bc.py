@@ -4,7 +4,7 @@
 
 ```yaml
 model: runs/tiny/base          # an HF checkpoint directory
-data: [runs/expert.jsonl]      # trajectory JSONL files
+data: [runs/expert.jsonl]      # trajectory JSONL files, or AgentGym's (AgentTraj) JSON/JSONL
 output_dir: runs/bc
 keep: success                  # which trajectories to learn from
 history_turns: 0               # cut episodes into per-turn examples (null: whole episodes)
@@ -29,7 +29,12 @@ class BCConfig:
     """Every knob of a behaviour-cloning run."""
 
     model: str = field(metadata={"help": "the HF checkpoint directory to start from"})
-    data: list[str] = field(metadata={"help": "trajectory JSONL files to learn from"})
+    data: list[str] = field(
+        metadata={
+            "help": "trajectory JSONL files to learn from, EvolGym's or AgentGym's ({item_id, conversations} "
+            "items, AgentTraj's JSON lists or JSONL: successful episodes of unknown reward)"
+        }
+    )
     output_dir: str = field(
         metadata={"help": "the run directory: config, checkpoints, the final model in `model/`"}
     )

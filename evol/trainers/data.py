@@ -7,17 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import sees_instruction, window
-from evol.trajectory import Trajectory, read_trajectories
+from evol.trajectory import Trajectory, is_agentgym_file, read_agentgym, read_trajectories
+
+
+class TrajectoryFileError(ValueError):
+    """A training data file that cannot be read: the message names the file and the fault."""
 
 
 def load_trajectories(paths: Iterable[str | Path]) -> list[Trajectory]:
     """Every trajectory of the files, in a fixed order (by episode key): concurrent rollouts
-    write in completion order, and training should not depend on it."""
+    write in completion order, and training should not depend on it. A file of AgentGym items
+    (AgentTraj's JSON lists, or JSONL with `conversations`) loads as successful episodes
+    (`evol.trajectory.read_agentgym`)."""
     trajectories = []
     for path in paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"trajectory file {path} does not exist")
-        trajectories.extend(read_trajectories(path))
+        try:
+            if is_agentgym_file(path):
+                trajectories.extend(read_agentgym(path))
+            else:
+                trajectories.extend(read_trajectories(path))
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as error:
+            raise TrajectoryFileError(f"cannot read {path}: {error}") from None
     return sorted(trajectories, key=lambda t: t.key)
 
 

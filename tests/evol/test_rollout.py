@@ -15,6 +15,7 @@ from agents.base import Agent, AgentInput, AgentOutput, SamplingParams
 from agents.scripted import ExpertAgent
 from evol.rollout import EpisodeSpec, RolloutEngine, task_specs
 from evol.trajectory import (
+    AGENTGYM_FILLER,
     TrajectoryWriter,
     from_agentgym,
     read_trajectories,
@@ -136,7 +137,7 @@ def test_agentgym_format_round_trips(tmp_path):
     for trajectory in trajectories:
         item = to_agentgym(trajectory)
         assert item["item_id"] == f"babyai_{trajectory.task['options']['task']}"
-        assert item["conversations"][1] == {"from": "gpt", "loss": False, "value": "Ok."}
+        assert item["conversations"][1] == {"from": "gpt", "loss": False, "value": AGENTGYM_FILLER}
         assert all(turn["loss"] for turn in item["conversations"][2:] if turn["from"] == "gpt")
         back = from_agentgym(json.loads(json.dumps(item)), BABYAI, split="test")
         assert back.messages == trajectory.messages
