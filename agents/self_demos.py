@@ -31,9 +31,11 @@ from __future__ import annotations
 import ast
 import datetime
 import hashlib
+import io
 import json
 import math
 import re
+import tokenize
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +56,13 @@ SELECTION = re.compile(r"<\s*(\d+)\s*>")
 # in every way (quadratic in its length) before it fails.
 QUERY_LINE = re.compile(r"^\s*(?:\*+\s*)?query\s*(?:\*+\s*)?:\s*(.*)$", re.IGNORECASE)
 CALLS_LINE = re.compile(r"^\s*(?:\*+\s*)?function\s*calls?\s*(?:\*+\s*)?:\s*(.*)$", re.IGNORECASE)
-PY_CALL = re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+# Where a call-syntax line starts: a name (with `-` or `.`) and `(`, a list `[`, or a quoted call.
+CALL_HEAD = re.compile(r"""(?:[A-Za-z_][\w.-]*\(|\[|["'][A-Za-z_][\w.-]*\()""")
+CALL_LINE_START = re.compile(r"^[ \t]*(?:(?:[-*]|\d{1,3}[.)])[ \t]+)?`*")
+STRING_TOKEN = re.compile(r"[rRuU]?['\"]")
+MAX_CALL_LINE = 4096  # characters of one call-syntax line
+MAX_NESTING = 20  # lists and objects inside one another in a value
+MAX_NUMBER_LENGTH = 100  # characters of one number
 MAX_REPLY_LENGTH = 32_768  # a longer generated example is read from its first characters only
 
 
@@ -343,8 +351,9 @@ def named_functions(reply: str, names: list[str]) -> list[str]:
 def parse_demonstration(text: str) -> dict[str, Any] | None:
     """`{"query", "calls", "syntax"}` from a generated example, or None without a query or calls.
 
-    Calls are JSON objects (one a line) or `name(key=value)` lines; `syntax` lists the
-    call lines that could not be read.
+    Calls are JSON objects (one a line, or in a list) or call-syntax lines (`keyword_calls`:
+    several a line, or OOD-Toolset's `["f(a=1)", ...]`), kept in the order written; `syntax`
+    lists the call lines that could not be read.
     """
     lines = text[:MAX_REPLY_LENGTH].splitlines()
     query, start = None, 0
@@ -355,16 +364,27 @@ def parse_demonstration(text: str) -> dict[str, Any] | None:
             break
     if not query:
         return None
-    calls: list[dict[str, Any]] = []
+    found: list[tuple[int, dict[str, Any]]] = []  # (where the call starts in the body, call)
     syntax: list[str] = []
-    body = "\n".join(
-        (CALLS_LINE.match(line).group(1) if CALLS_LINE.match(line) else line) for line in lines[start:]
-    )
-    decoder = _DECODER
+    body_lines, offset = [], 0
+    for line in lines[start:]:
+        labelled = CALLS_LINE.match(line)
+        line = labelled.group(1) if labelled else line
+        written = CALL_LINE_START.sub("", line, count=1).strip().strip("`").strip()
+        if not written.startswith("{") and CALL_HEAD.match(written):  # call syntax, read here
+            calls = keyword_calls(written)
+            if calls is None:
+                syntax.append(written)
+            else:
+                found += [(offset, call) for call in calls]
+            line = ""  # its braces are argument values, not JSON calls
+        body_lines.append(line)
+        offset += len(line) + 1
+    body = "\n".join(body_lines)
     position = body.find("{")
     while position != -1:
         try:
-            value, end = decoder.raw_decode(body, position)
+            value, end = _DECODER.raw_decode(body, position)
         except (ValueError, RecursionError):  # not JSON, or nested past the recursion limit
             line_end = body.find("\n", position)
             syntax.append(body[position : line_end if line_end != -1 else len(body)].strip())
@@ -377,13 +397,9 @@ def parse_demonstration(text: str) -> dict[str, Any] | None:
                     arguments = _DECODER.decode(arguments)
                 except (ValueError, RecursionError):
                     syntax.append(json.dumps(value))
-            calls.append({"name": value["name"], "arguments": arguments})
+            found.append((position, {"name": value["name"], "arguments": arguments}))
         position = body.find("{", end)
-    for line in body.splitlines():
-        if "{" not in line:
-            call = keyword_call(line.strip().strip("[],'\"` "))
-            if call is not None:
-                calls.append(call)
+    calls = [call for _, call in sorted(found, key=lambda item: item[0])]
     if not calls and not syntax:
         return None
     return {"query": query, "calls": calls, "syntax": syntax}
@@ -403,25 +419,179 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
-def keyword_call(text: str) -> dict[str, Any] | None:
-    """`name(key=value, ...)` as `{"name", "arguments"}` when every value is a JSON literal, else None.
+class _Unreadable(ValueError):
+    """A line that is not calls with JSON-literal values."""
 
-    Values are read by `ast.literal_eval` (nothing is evaluated) and must survive a strict JSON
-    round trip: sets, bytes, complex numbers, NaN and infinities are refused.
+
+def keyword_calls(text: str) -> list[dict[str, Any]] | None:
+    """The calls a line writes in call syntax, as `{"name", "arguments"}`, or None.
+
+    Read: `name(key=value, ...)`, several separated by `,` or `;`, a list of calls or of call
+    strings (OOD-Toolset's `["convertCurrency(from='EUR', amount=50)", ...]`); argument names
+    may be Python keywords (`from=`), function names may hold `-` or `.`, trailing commas
+    are fine. The line goes through Python's tokenizer (`tokenize`, never a parser of Python):
+    each value's tokens become JSON text for a strict JSON decoder, so only JSON literals
+    pass (strings, finite numbers, true/false/null or True/False/None, lists and tuples,
+    objects with string keys, at most `MAX_NESTING` deep); anything else is None.
     """
-    if not PY_CALL.fullmatch(text):
+    return _keyword_calls(text, quoted=0)
+
+
+def _keyword_calls(text: str, quoted: int) -> list[dict[str, Any]] | None:
+    if len(text) > MAX_CALL_LINE:
         return None
     try:
-        node = ast.parse(text, mode="eval").body
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+        tokens = _tokens(text)
+        calls, end = _call_items(tokens, 0, quoted)
+        if end != len(tokens) or not calls:
             return None
-        if any(k.arg is None for k in node.keywords):  # **mapping
-            return None
-        arguments = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
-        arguments = json.loads(json.dumps(arguments, allow_nan=False))
-    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+    except _Unreadable:
         return None
-    return {"name": node.func.id, "arguments": arguments}
+    return calls
+
+
+def _tokens(text: str) -> list[tokenize.TokenInfo]:
+    skipped = (
+        tokenize.NL,
+        tokenize.NEWLINE,
+        tokenize.COMMENT,
+        tokenize.INDENT,
+        tokenize.DEDENT,
+        tokenize.ENDMARKER,
+    )
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type not in skipped]
+    except (tokenize.TokenError, SyntaxError, ValueError):  # an unclosed bracket or string
+        raise _Unreadable(text) from None
+    if any(t.type == tokenize.ERRORTOKEN for t in tokens):
+        raise _Unreadable(text)
+    return tokens
+
+
+def _call_items(tokens: list[tokenize.TokenInfo], i: int, quoted: int) -> tuple[list[dict[str, Any]], int]:
+    """Calls separated by `,` or `;` from token `i` (a list `[...]` of them counts as one)."""
+    calls: list[dict[str, Any]] = []
+    while i < len(tokens):
+        token = tokens[i]
+        if token.string == "[":
+            inner, i = _call_items(tokens, i + 1, quoted)
+            if i >= len(tokens) or tokens[i].string != "]":
+                raise _Unreadable("an unclosed list of calls")
+            calls += inner
+            i += 1
+        elif token.type == tokenize.STRING and quoted == 0:  # a call string (not inside another)
+            inner = _keyword_calls(_string_token(token.string), quoted + 1)
+            if inner is None:
+                raise _Unreadable("a string that holds no call")
+            calls += inner
+            i += 1
+        elif token.type == tokenize.NAME:
+            call, i = _call(tokens, i)
+            calls.append(call)
+        else:
+            break
+        if i < len(tokens) and tokens[i].string in (",", ";"):
+            i += 1
+        else:
+            break
+    return calls, i
+
+
+def _call(tokens: list[tokenize.TokenInfo], i: int) -> tuple[dict[str, Any], int]:
+    name = tokens[i].string
+    i += 1
+    while i + 1 < len(tokens) and tokens[i].string in ("-", ".") and tokens[i + 1].type == tokenize.NAME:
+        name += tokens[i].string + tokens[i + 1].string
+        i += 2
+    if i >= len(tokens) or tokens[i].string != "(":
+        raise _Unreadable("a name that is not called")
+    i += 1
+    arguments: dict[str, Any] = {}
+    while i < len(tokens) and tokens[i].string != ")":
+        key = tokens[i]
+        if (
+            key.type != tokenize.NAME
+            or i + 1 >= len(tokens)
+            or tokens[i + 1].string != "="
+            or key.string in arguments
+        ):
+            raise _Unreadable("an argument not written as key=value")
+        pieces, i = _json_value(tokens, i + 2)
+        try:
+            arguments[key.string] = _DECODER.decode("".join(pieces))
+        except (ValueError, RecursionError):
+            raise _Unreadable("a value that is not a JSON literal") from None
+        if i < len(tokens) and tokens[i].string == ",":
+            i += 1
+    if i >= len(tokens):
+        raise _Unreadable("an unclosed call")
+    return {"name": name, "arguments": arguments}, i + 1
+
+
+_JSON_OPS = {
+    "[": "[",
+    "(": "[",
+    "{": "{",
+    "]": "]",
+    ")": "]",
+    "}": "}",
+    ",": ",",
+    ":": ":",
+    "-": "-",
+    "+": "",
+}
+_JSON_NAMES = {
+    "True": "true",
+    "true": "true",
+    "False": "false",
+    "false": "false",
+    "None": "null",
+    "null": "null",
+}
+_PLAIN_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _json_value(tokens: list[tokenize.TokenInfo], i: int) -> tuple[list[str], int]:
+    """The JSON text of the value whose tokens start at `i`, up to its `,` or the call's `)`."""
+    pieces: list[str] = []
+    depth = 0
+    while i < len(tokens):
+        token = tokens[i]
+        text = token.string
+        if depth == 0 and text in (",", ")"):
+            break
+        if token.type == tokenize.STRING:
+            pieces.append(json.dumps(_string_token(text)))
+        elif token.type == tokenize.NUMBER:
+            if not _PLAIN_NUMBER.fullmatch(text) or len(text) > MAX_NUMBER_LENGTH:
+                raise _Unreadable("not a plain decimal number")
+            pieces.append(json.dumps(float(text) if any(c in text for c in ".eE") else int(text)))
+        elif token.type == tokenize.NAME and text in _JSON_NAMES:
+            pieces.append(_JSON_NAMES[text])
+        elif token.type == tokenize.OP and text in _JSON_OPS:
+            if text in "+-" and pieces and pieces[-1] not in ("[", "{", ",", ":"):
+                raise _Unreadable("an operator between values")  # `1 + 2` is no literal
+            depth += text in "[({"
+            depth -= text in "])}"
+            if depth < 0 or depth > MAX_NESTING:
+                raise _Unreadable("brackets that do not match or nest too deeply")
+            if text in "])}" and pieces and pieces[-1] == ",":
+                pieces.pop()  # a trailing comma
+            pieces.append(_JSON_OPS[text])
+        else:
+            raise _Unreadable("a value that is not a JSON literal")
+        i += 1
+    return pieces, i
+
+
+def _string_token(text: str) -> str:
+    """The text of one string token: plain or raw (no bytes or f-strings), read as a literal."""
+    if not STRING_TOKEN.match(text):
+        raise _Unreadable("a bytes or formatted string")
+    value = ast.literal_eval(text)  # one string literal token, nothing else
+    if not isinstance(value, str):
+        raise _Unreadable("not a string")
+    return value
 
 
 def distinct(candidates) -> list[dict[str, Any]]:

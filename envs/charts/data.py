@@ -7,7 +7,8 @@
     out_dir/<split>.jsonl                        four questions per chart, one record a line
 
 Records carry ReachQA's fields (`question`, `answer`, `image`, `code`, `QA_type`,
-`major_chart_type`, `minor_chart_type`; `image` relative to the JSONL file) and ours
+`major_chart_type`, `minor_chart_type`; `image` and `code` are paths relative to the JSONL
+file, as in ReachQA's releases) and ours
 (`answer_type`, `computation`, `template`, `topic`, `unit`, `noun`, `split`, `seed`, `chart`, and,
 for seed 0, the env's `task`). `ChartQAEnv(data=out_dir/<split>.jsonl)` serves them back.
 """
@@ -53,7 +54,7 @@ def write_chart_data(
                         "question": question.question,
                         "answer": question.answer,
                         "image": f"images/{stem}.png",
-                        "code": code,
+                        "code": f"code/{stem}.py",
                         "QA_type": qa_type,
                         "major_chart_type": chart.major,
                         "minor_chart_type": chart.minor,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -14,8 +13,10 @@ import numpy as np
 from PIL import Image
 
 from envs.charts.chart import CHART_TYPES, IMAGE_SHAPE
+from envs.charts.judge import AnswerJudge, as_answer_judge
 from envs.charts.plotting import plotting_code
 from envs.charts.questions import Question, chart_vocabulary, pick_questions
+from envs.charts.records import load_reachqa
 from envs.charts.render_workers import shared_renderer
 from envs.charts.synth import make_chart
 from envs.charts.table import chart_table
@@ -29,7 +30,8 @@ QA_TYPES = ("recognition", "reasoning")
 TASKS_PER_SPLIT = {"train": 1_000_000, "test": 2_000}
 QUESTIONS_PER_CHART = 4  # tasks 4c, 4c+1: recognition; 4c+2, 4c+3: reasoning (as ReachQA's test set)
 MAX_ABS_TOL = 1e6
-REACHQA_FIELDS = ("question", "answer", "image", "code", "QA_type", "major_chart_type", "minor_chart_type")
+JUDGE_REPLY_KEPT = 1000  # characters of a judge's reply kept in info
+MAX_JUDGE_TOKENS = 4096
 
 INSTRUCTION = """\
 You answer a question about a chart. {source}
@@ -98,6 +100,11 @@ def normalize_label(text: str) -> str:
     return text.removeprefix("the ").strip()
 
 
+def code_text(code: str) -> str:
+    """What code mode shows of a chart: its plotting code, fenced."""
+    return f"The chart is drawn by this matplotlib code:\n```python\n{code.rstrip()}\n```"
+
+
 def fit_image(image: Image.Image, shape: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
     """`image` as an RGB array of exactly `shape` (scaled to fit, centred on white)."""
     height, width = shape
@@ -120,31 +127,6 @@ def chart_image(split: str, index: int, chart_type: str | None) -> np.ndarray:
     array = fit_image(Image.open(io.BytesIO(png)))
     array.setflags(write=False)
     return array
-
-
-def load_reachqa(path: str | Path) -> list[dict[str, Any]]:
-    """ReachQA-format records from a JSONL or JSON-list file; `image` paths resolve beside it."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        records = json.loads(text)
-    else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not isinstance(records, list) or not records:
-        raise ValueError(f"{path}: expected a non-empty list of ReachQA records")
-    loaded = []
-    for n, record in enumerate(records):
-        if not isinstance(record, dict) or "question" not in record or "answer" not in record:
-            raise ValueError(f"{path}: record {n} lacks 'question' or 'answer'")
-        record = {key: record.get(key) for key in REACHQA_FIELDS} | {
-            k: v for k, v in record.items() if k not in REACHQA_FIELDS
-        }
-        record["answer"] = str(record["answer"])
-        if record.get("image"):
-            image = Path(record["image"])
-            record["image"] = str(image if image.is_absolute() else path.parent / image)
-        loaded.append(record)
-    return loaded
 
 
 class ChartQAEnv(TextEnv):
@@ -180,9 +162,15 @@ class ChartQAEnv(TextEnv):
     process, default 2); images are cached per chart.
 
     With `data=PATH` (a JSONL or JSON list of ReachQA records: `question`, `answer`,
-    `image` (path, relative to the file), `code`, `QA_type`, `major_chart_type`,
-    `minor_chart_type`) the env serves those records instead (task k = record k; images
-    are scaled to fit 360x480; `table` mode needs synthesised charts).
+    `image` (path, relative to the file), `code` (the code, or the path of its `.py` file,
+    relative to the file, as ReachQA stores it), `QA_type` (or ReachQA's `split`),
+    `major_chart_type`, `minor_chart_type`) the env serves those records instead (task k =
+    record k; images are scaled to fit 360x480; code mode shows the code file's text;
+    `table` mode needs synthesised charts). Every image and code file is checked when the
+    file loads: a file the `mode` kwarg needs that is missing or unreadable is refused then
+    (a ValueError with the count and the first few by record index and `id`); a reset of a
+    record without what its mode needs is a `TaskOptionError` naming the record.
+    Messages name files as the records write them, never by a folder of the server.
 
     ## Instruction and action format
 
@@ -198,7 +186,12 @@ class ChartQAEnv(TextEnv):
     1.0 for a right answer, else 0.0. Numbers are right within `rel_tol` (default 5%,
     ChartQA's relaxed accuracy) of the exact answer or `abs_tol` (default 0.01) from it;
     counts must be exact; names match after normalisation (case, spaces, dashes, a
-    leading "the"). Free-text answers of loaded records match after the same normalisation.
+    leading "the"). Free-text answers of loaded records match after the same normalisation,
+    or, with a `judge` model (ReachQA grades with an LLM judge; `envs.charts.judge`), are
+    right when the judge says so: an answer exact match rejects goes to the judge, whose
+    last `Verdict: Correct|Wrong` line decides (a reply without one keeps the exact-match
+    grade). `info` at the end says `graded_by` ("exact" or "judge") and, when the judge
+    was asked, `judge_verdict` (true, false or null) and `judge_reply`.
 
     ## Success
 
@@ -219,8 +212,9 @@ class ChartQAEnv(TextEnv):
     is question k % 4 of chart k // 4; chart c has type c mod 18 unless `chart_type` names
     one; questions 0-1 are recognition, 2-3 reasoning, unless `qa_type` picks. Train and
     test charts come from disjoint random streams. Without `task`, k is drawn from the
-    env's seeded generator. Constructor kwargs: `mode`, `data`, `rel_tol`, `abs_tol`,
-    `max_turns`, `render_mode`.
+    env's seeded generator. Constructor kwargs: `mode`, `data`, `judge` ("exact", the
+    default, or a model: any agent, `evol serve --counterpart judge=SPEC`),
+    `judge_max_tokens` (default 256), `rel_tol`, `abs_tol`, `max_turns`, `render_mode`.
 
     ## Registered configurations
 
@@ -238,6 +232,18 @@ class ChartQAEnv(TextEnv):
     kwarg_params = {
         "mode": choice_param(MODES, default="image", help="what shows the chart: image, code or table"),
         "data": Param("object", of=(str, Path), server_only=True, help="a local ReachQA-format JSONL file"),
+        "judge": Param(
+            "object",
+            choices=("exact",),
+            help='"exact" (default); locally or via --counterpart judge=SPEC, a model judging free-text answers',
+        ),
+        "judge_max_tokens": Param(
+            "int",
+            default=256,
+            minimum=1,
+            maximum=MAX_JUDGE_TOKENS,
+            help="tokens the judge may write per reply",
+        ),
         "rel_tol": Param(
             "float", default=0.05, minimum=0.0, maximum=1.0, help="relative tolerance of numbers"
         ),
@@ -257,6 +263,8 @@ class ChartQAEnv(TextEnv):
         self,
         mode: str = "image",
         data: str | None = None,
+        judge: Any = None,
+        judge_max_tokens: int = 256,
         rel_tol: float = 0.05,
         abs_tol: float = 0.01,
         max_turns: int | None = None,
@@ -266,9 +274,11 @@ class ChartQAEnv(TextEnv):
         self.mode = mode
         self.rel_tol = float(rel_tol)
         self.abs_tol = float(abs_tol)
-        self.records = load_reachqa(data) if data else None
-        if self.records is not None and mode == "table":
+        if data and mode == "table":
             raise ValueError("table mode needs synthesised charts (ReachQA records carry no table)")
+        self.data = load_reachqa(data, mode) if data else None
+        self.records = self.data.records if self.data is not None else None
+        self.judge: AnswerJudge | None = as_answer_judge(judge, max_new_tokens=judge_max_tokens)
         self._question: Question | None = None
         self._choices: dict[str, str] = {}
         self._prompt = ""
@@ -320,9 +330,10 @@ class ChartQAEnv(TextEnv):
             self._prompt = self._question_text()
         else:
             image = np.zeros((*self.image_shape, 3), dtype=np.uint8)
-            body = f"```python\n{plotting_code(chart)}```" if mode == "code" else chart_table(chart)
-            intro = "The chart is drawn by this matplotlib code:" if mode == "code" else "The chart's data:"
-            self._prompt = f"{intro}\n{body}\n\n{self._question_text()}"
+            if mode == "code":
+                self._prompt = f"{code_text(plotting_code(chart))}\n\n{self._question_text()}"
+            else:
+                self._prompt = f"The chart's data:\n{chart_table(chart)}\n\n{self._question_text()}"
         info = {
             "QA_type": qa_type,
             "major_chart_type": chart.major,
@@ -351,17 +362,13 @@ class ChartQAEnv(TextEnv):
             unit=str(record.get("unit") or ""),
         )
         self._choices = {}
+        problem = self.data.problem(task, mode)
+        if problem:
+            raise TaskOptionError(f"record {task} cannot be shown in {mode} mode: {problem}")
         if mode == "code":
-            if not record.get("code"):
-                raise TaskOptionError(f"record {task} has no code for code mode")
             image = np.zeros((*self.image_shape, 3), dtype=np.uint8)
-            self._prompt = (
-                f"The chart is drawn by this matplotlib code:\n```python\n{record['code']}\n```\n\n"
-            )
-            self._prompt += self._question_text()
+            self._prompt = f"{code_text(record['code'])}\n\n{self._question_text()}"
         else:
-            if not record.get("image"):
-                raise TaskOptionError(f"record {task} has no image for image mode")
             image = self._record_image(task)
             self._prompt = self._question_text()
         info = {
@@ -424,10 +431,16 @@ class ChartQAEnv(TextEnv):
                 correct = abs(value - gold_number) <= max(self.abs_tol, self.rel_tol * abs(gold_number))
             else:
                 correct = normalize_label(given) == normalize_label(q.answer)
+        graded: dict[str, Any] = {"graded_by": "exact"}
+        if not correct and q.answer_type == "text" and self.judge is not None:
+            verdict, reply = self.judge.judge(q.question, q.answer, given)
+            graded = {"graded_by": "judge" if verdict is not None else "exact"}
+            graded |= {"judge_verdict": verdict, "judge_reply": reply[:JUDGE_REPLY_KEPT]}
+            correct = bool(verdict)
         self._correct = bool(correct)
         verdict = "Correct." if correct else f"Wrong: the answer is {q.answer}."
         info = {"correct": self._correct, "given": given, "answer": q.answer, "computation": q.computation}
-        return self.observation_with_text(verdict), float(correct), True, info
+        return self.observation_with_text(verdict), float(correct), True, info | graded
 
     def _invalid(self, reason: str) -> tuple[Any, float, bool, dict[str, Any]]:
         return self.invalid(f"Invalid answer: {reason}.\n\n{self._question_text()}")

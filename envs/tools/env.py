@@ -42,11 +42,14 @@ INSTRUCTION = """\
 You answer a user's query with tools (functions). The first message lists the tools, \
 shows demonstrations of their use on other queries, and ends with the query.
 
-Reply with exactly one action per turn:
+Reply with one action per turn:
 - a tool call as JSON: {{"name": "<tool>", "arguments": {{"<argument>": <value>, ...}}}}
 - or the same call in ReAct form, on two lines:
   Action: <tool>
   Action Input: {{"<argument>": <value>, ...}}
+- or in call syntax: <tool>(<argument>=<value>, ...)
+- or several calls, one a line (or as a list: ["<tool>(<argument>=<value>)", ...]): they run in \
+order, each result is shown, and the first call that fails stops the rest
 - or, once the results answer the query: Final Answer: <the answer>
 
 Every call is checked against its tool's parameters (names, types, allowed values, units, \
@@ -80,6 +83,14 @@ def render_demonstration(number: int, demo: dict[str, Any]) -> str:
     if demo.get("answer") is not None:
         lines.append(f"Final Answer: {format_answer(demo['answer'])}")
     return "\n".join(lines)
+
+
+def _results_text(results: list[tuple[Call, dict[str, Any]]]) -> str:
+    """The results of several calls of one reply, one line each, in order."""
+    return "\n".join(
+        f"Result {number} ({call.name}): {json.dumps(result)}"
+        for number, (call, result) in enumerate(results, 1)
+    )
 
 
 def render_observation(intro: str, docs: str, demos: list[dict[str, Any]], query: str) -> str:
@@ -122,7 +133,17 @@ class ToolUseEnv(TextEnv):
     | JSON call | `{"name": "get_weather", "arguments": {"city": "Paris", "date": "2025-05-03"}}` |
     | ReAct call | `Action: get_weather` newline `Action Input: {"city": "Paris", "date": "2025-05-03"}` |
     | call syntax | `get_weather(city='Paris', date='2025-05-03')` (OOD-Toolset's prompts) |
+    | several calls | one a line, several ReAct pairs, or OOD-Toolset's `["f(a=1)", "g(b='x')"]` |
     | final answer | `Final Answer: 21.4` |
+
+    Call syntax takes any argument name (`from='EUR'`), function names with `-` or `.`,
+    quotes inside values (`'it\\'s'`, `"he said \\"hi\\""`, mixed quotes), nested JSON values,
+    trailing commas and newlines inside a call; calls may sit in code fences or after
+    `Action:` (`envs.tools.call_syntax`). Values are JSON literals: nothing is evaluated.
+    Several calls in one reply (at most 8) run in order: the observation has one line per
+    result (`Result 1 (name): {...}`), the first invalid call stops the reply (the calls
+    before it ran; the observation says which one failed), and `info["calls_run"]` lists
+    the calls run. A single call's observation is its result alone.
 
     A native tool call from an OpenAI-compatible backend arrives as the JSON form;
     `"parameters"` for `"arguments"`, arguments as a JSON string and OpenAI's
@@ -303,13 +324,34 @@ class ToolUseEnv(TextEnv):
                 self._correct = answer_correct(parsed.answer, episode.answer)
             info = {"answer": parsed.answer, "correct": self._correct}
             return f"Final answer recorded: {parsed.answer}", float(self._correct), True, info
-        call = parsed.call
+        results: list[tuple[Call, dict[str, Any]]] = []
+        for number, call in enumerate(parsed.calls, 1):
+            result = self._run(call)
+            if isinstance(result, str):  # the error that stops the reply here
+                return self.invalid(self._stopped(parsed.calls, results, number, result))
+            results.append((call, result))
+        made = self._calls[-len(results) :]  # as run: defaults filled in
+        if len(results) == 1:
+            observation = json.dumps(results[0][1])
+            info: dict[str, Any] = {"call": made[0].as_dict()}
+        else:
+            observation = _results_text(results)
+            info = {"calls_run": [call.as_dict() for call in made]}
+        if episode.world is None and len(self._calls) >= len(episode.gold_calls):
+            self._correct = self._metrics()["exact_match"] == 1.0
+            info["correct"] = self._correct
+            return observation, float(self._correct), True, info
+        return observation, 0.0, False, info
+
+    def _run(self, call: Call) -> dict[str, Any] | str:
+        """Validate and execute one call: its result, or the error text that explains why not."""
+        episode = self._episode
         spec = episode.tools.get(call.name)
         if spec is None:
-            return self.invalid(self._unknown_tool(call.name))
+            return self._unknown_tool(call.name)
         arguments, problems = spec.validate(call.arguments)
         if problems:
-            return self.invalid(f"Error: invalid call to {call.name}: " + "; ".join(problems) + ".")
+            return f"Error: invalid call to {call.name}: " + "; ".join(problems) + "."
         made = Call(call.name, arguments)
         if episode.world is None:
             result: dict[str, Any] = {
@@ -320,15 +362,21 @@ class ToolUseEnv(TextEnv):
             try:
                 result = episode.world.execute(call.name, dict(arguments))
             except ToolError as error:
-                return self.invalid(f"Error: {call.name} failed: {error}.")
+                return f"Error: {call.name} failed: {error}."
         self._advance_plan(made, result)
         self._calls.append(made)
-        info: dict[str, Any] = {"call": made.as_dict()}
-        if episode.world is None and len(self._calls) >= len(episode.gold_calls):
-            self._correct = self._metrics()["exact_match"] == 1.0
-            info["correct"] = self._correct
-            return json.dumps(result), float(self._correct), True, info
-        return json.dumps(result), 0.0, False, info
+        return result
+
+    @staticmethod
+    def _stopped(
+        calls: tuple[Call, ...], results: list[tuple[Call, dict[str, Any]]], number: int, error: str
+    ) -> str:
+        if len(calls) == 1:
+            return error
+        done = _results_text(results) + "\n" if results else ""
+        skipped = len(calls) - number
+        after = f"; the {skipped} call(s) after it were not run" if skipped else ""
+        return f"{done}Call {number} of {len(calls)} ({calls[number - 1].name}) stopped the reply{after}:\n{error}"
 
     def _unknown_tool(self, name: str) -> str:
         names = list(self._episode.tools)

@@ -16,6 +16,7 @@ Files: a JSON list of records, or JSON Lines with one record a line.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -127,20 +128,42 @@ def _agreeing_with(tools: tuple[ToolSpec, ...], calls: list[Call], api: str) -> 
     return tuple(by_name.values())
 
 
-def load_ood_toolset(path: str | Path) -> list[ToolsetRecord]:
-    """Every record of an OOD-Toolset file (JSON list or JSON Lines); errors name the record."""
-    text = Path(path).read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        raw = json.loads(text)
+def load_ood_toolset(path: str | os.PathLike) -> list[ToolsetRecord]:
+    """Every record of an OOD-Toolset file (JSON list or JSON Lines).
+
+    A ValueError names the file by its name alone and the record (or line) at fault: the
+    message may reach a client, so it carries no folder of this machine."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        raise ValueError(f"cannot read the OOD-Toolset file {path.name!r}: {reason}") from None
+    if text.lstrip().startswith("["):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path.name!r} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+            ) from None
     else:
-        raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+        raw = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    raw.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(
+                        f"line {number} of {path.name!r} is not valid JSON ({error.msg} at column {error.colno})"
+                    ) from None
     records = []
     for number, item in enumerate(raw):
         try:
             records.append(parse_record(item))
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: record {number} is not an OOD-Toolset record ({error!r})") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise ValueError(
+                f"record {number} of {path.name!r} is not an OOD-Toolset record ({type(error).__name__}: {error})"
+            ) from None
     if not records:
-        raise ValueError(f"{path} holds no records")
+        raise ValueError(f"{path.name!r} holds no records")
     return records

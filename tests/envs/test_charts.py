@@ -463,15 +463,17 @@ def test_write_chart_data_writes_images_code_and_reachqa_records(tmp_path):
     assert [r["QA_type"] for r in records[:4]] == ["recognition"] * 2 + ["reasoning"] * 2
     for record in records:
         assert (tmp_path / record["image"]).read_bytes().startswith(b"\x89PNG")
-        assert record["code"] == plotting_code(make_chart(record["chart"], "test"))
+        assert record["code"] == f"code/test_0_{record['chart']:06d}.py"  # a path, as ReachQA's releases
+        assert (tmp_path / record["code"]).read_text() == plotting_code(make_chart(record["chart"], "test"))
     assert len(list((tmp_path / "code").glob("*.py"))) == 3
-    env = ChartQAEnv(data=str(tmp_path / "test.jsonl"))
-    local = envs.make("evol/ChartQA-v0")
-    for task in (0, 5, 11):
-        served, _ = env.reset(options={"task": task})
-        own, _ = local.reset(options={"task": task, "split": "test"})
-        assert np.array_equal(served["image"], own["image"]) and served["text"] == own["text"]
-        assert env.step(env.expert_action())[4]["success"]
+    for mode in ("image", "code"):
+        env = ChartQAEnv(data=str(tmp_path / "test.jsonl"), mode=mode)
+        local = envs.make("evol/ChartQA-v0", mode=mode)
+        for task in (0, 5, 11):
+            served, _ = env.reset(options={"task": task})
+            own, _ = local.reset(options={"task": task, "split": "test"})
+            assert np.array_equal(served["image"], own["image"]) and served["text"] == own["text"]
+            assert env.step(env.expert_action())[4]["success"]
 
 
 # ---- a multimodal agent sees the image observations -----------------------------------

@@ -186,7 +186,7 @@ def test_a_number_with_another_unit_is_named_as_a_wrong_unit():
         ("Final Answer:", "Error: the Final Answer is empty"),
         (
             "Action: list_events\nAction Input: {}\nFinal Answer: 3",
-            "either a tool call or a Final Answer, not both",
+            "either tool calls or a Final Answer, not both",
         ),
         ("get_weather('Paris')", "pass the arguments of get_weather by name"),
         ("calculate", "It belongs to an API not available in this task."),
@@ -635,12 +635,11 @@ def test_call_strings_write_numbers_as_the_shared_env_format():
 
 
 def test_self_demos_reads_keyword_calls_as_json_literals_only():
-    from agents.self_demos import keyword_call
+    from agents.self_demos import keyword_calls
 
-    assert keyword_call("get_weather(city='Paris', days=3, hours=[1, (2, 3)])") == {
-        "name": "get_weather",
-        "arguments": {"city": "Paris", "days": 3, "hours": [1, [2, 3]]},
-    }
+    assert keyword_calls("get_weather(city='Paris', days=3, hours=[1, (2, 3)])") == [
+        {"name": "get_weather", "arguments": {"city": "Paris", "days": 3, "hours": [1, [2, 3]]}}
+    ]
     for text in (
         "f(a={1, 2})",
         "f(a=b'x')",
@@ -650,8 +649,11 @@ def test_self_demos_reads_keyword_calls_as_json_literals_only():
         "f(**m)",
         "f(a=1e999)",
         "f(a={[]: 1})",
+        "f(a=0x10)",
+        'f(a=f"x")',
+        "f(a=1",
     ):
-        assert keyword_call(text) is None, text
+        assert keyword_calls(text) is None, text
     demo = parse_demonstration("Query: weather?\nFunction calls:\nget_weather(city='Paris')")
     assert demo["calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
 
