@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from envs.counterparts import Completer, is_completer, require_completer
 from envs.math.answers import answers_match, extract_answer
-from envs.math.arithmetic import Computation, computations, stated_numbers
+from envs.math.arithmetic import Computation, computations, number_tokens, readings, stated_numbers
 from envs.math.critique import (
     Critique,
     CritiqueFormatError,
@@ -24,6 +24,7 @@ from envs.math.critique import (
     parse_critique,
     solution_steps,
 )
+from envs.math.number_words import word_numbers
 from envs.math.problems import TRIVIAL_NUMBERS, Problem
 from envs.numbers import format_number
 
@@ -37,12 +38,16 @@ class Critic(Protocol):
 class OracleCritic:
     """Checks a solution against `reference` (a `Problem` with reference lines and values).
 
-    Each line's arithmetic is recomputed; when the final answer is wrong, a line whose
-    results (or, without a computation, whose numbers) are not among the values the
-    reference computes or the question states is wrong too. The first wrong step gets the
-    right computation: its own expression recomputed for an arithmetic slip, else the
-    reference step it should have been (lines are matched to reference steps in order by
-    value, so a missing step is named as such).
+    Each line's arithmetic is recomputed (`envs.math.arithmetic`: a link it cannot read
+    for sure is never called wrong); when the final answer is wrong, a line whose results
+    (or, without a computation, whose numbers) are not among the values the reference
+    computes or the question states is wrong too. For a problem from a file, those values
+    are every number its reference solution and question state, in digits or in words
+    ("twice", "a dozen"), and a line without a computation may also state a common
+    constant (60 minutes, 12 months). The first wrong step gets the right computation: its
+    own expression recomputed for an arithmetic slip, else the reference step it should
+    have been (lines are matched to reference steps in order by value, so a missing step
+    is named as such).
     """
 
     def __init__(self, reference: Problem):
@@ -50,6 +55,10 @@ class OracleCritic:
         self.allowed = (
             {v for v in reference.line_values if v is not None} | set(reference.givens) | TRIVIAL_NUMBERS
         )
+        self._constants: frozenset[Fraction] = frozenset()
+        if reference.derivation is None:  # a file's problem: its givens are only the digits it writes
+            self.allowed |= stated_values(reference.question, *reference.lines)
+            self._constants = COMMON_CONSTANTS
         self._steps_of: dict[Fraction, list[int]] = {}  # value -> the reference steps computing it
         for j, value in enumerate(reference.line_values):
             self._steps_of.setdefault(value, []).append(j)
@@ -65,10 +74,12 @@ class OracleCritic:
             found = computations(line)
             slip = next((c for c in found if not c.right), None)
             values = [c.claimed for c in found] if found else stated_numbers(line)
-            strays = [] if answer_right else [v for v in values if v not in self.allowed]
+            strays = [] if answer_right else self._strays(line, found)
             if slip is None and not strays:
                 pointer = self._advance(pointer, values)
-                explanation = "; ".join(f"{c.expression} = {format_number(c.claimed)}" for c in found)
+                explanation = "; ".join(
+                    dict.fromkeys(f"{c.expression} = {format_number(c.claimed)}" for c in found)
+                )
                 critique.steps.append(
                     StepCritique(index, line, True, (explanation or "Nothing to compute") + ".")
                 )
@@ -82,7 +93,7 @@ class OracleCritic:
                 right = own if slip.actual in self.allowed else self._reference_line(pointer) or own
                 explanation = f"{_slip_text(slip)} The right computation: {right}."
             else:
-                shown = next((c for c in found if c.claimed in strays), None)
+                shown = next((c for c in found if c.claimed == strays[0]), None)
                 what = (
                     f"{shown.expression} = {format_number(shown.claimed)}"
                     if shown
@@ -99,6 +110,13 @@ class OracleCritic:
             critique.steps.append(StepCritique(index, line, False, explanation))
         critique.answer_explanation = self._answer_explanation(answer, answer_right, first_wrong, pointer)
         return critique
+
+    def _strays(self, line: str, found: list[Computation]) -> list[Fraction]:
+        """The line's results (without a computation: its numbers) that no reading of explains."""
+        if found:
+            return [c.claimed for c in found if not any(v in self.allowed for v in (c.claimed, *c.readings))]
+        allowed = self.allowed | self._constants
+        return [t.value for t in number_tokens(line) if not any(v in allowed for v in readings(t))]
 
     def _advance(self, pointer: int, values: list[Fraction]) -> int:
         """The reference pointer after a correct line that computed `values`."""
@@ -134,6 +152,32 @@ class OracleCritic:
         return text + (
             f" The solution stops early; the next computation is {following}." if following else ""
         )
+
+
+# Constants a line may state without a computation: units of time, dozens, percent, metric.
+COMMON_CONSTANTS = frozenset(
+    Fraction(n) for n in (2, 4, 7, 10, 12, 16, 24, 30, 31, 52, 60, 100, 365, 1000, 3600)
+)
+
+
+def stated_values(*texts: str) -> set[Fraction]:
+    """Every value the texts state: their numbers (a percent also as its hundredth, `3/4` also
+    as a fraction), the results of their computations, and their numbers in words."""
+    values: set[Fraction] = set()
+    for text in texts:
+        for line in text.splitlines() or [""]:
+            tokens = number_tokens(line)
+            for token in tokens:
+                values.update(readings(token))
+            for a, b in zip(tokens, tokens[1:]):
+                if line[a.end : b.start].strip() == "/" and b.value:
+                    values.add(a.value / b.value)
+            for computation in computations(line):
+                values.update({computation.claimed, *computation.readings})
+                if computation.actual is not None:
+                    values.add(computation.actual)
+        values |= word_numbers(text)
+    return values
 
 
 def _slip_text(slip: Computation) -> str:
@@ -178,8 +222,10 @@ def critique_messages(question: str, solution: str) -> list[dict[str, str]]:
 
 class ModelCritic:
     """A critic behind a model: any `Completer` (a local model, an OpenAI-compatible
-    endpoint...) gets the critique prompt; its reply is parsed (an unparseable reply is kept
-    as `raw`, with no verdicts)."""
+    endpoint...) gets the critique prompt; its reply is parsed in the project's format or
+    MathCritique's released one (a model trained on either). A reply that is neither is
+    reported as such: a `Critique` with `format_error` set (`unparsable`), no verdicts, and
+    the reply kept as `raw`, never read as "no errors"."""
 
     def __init__(self, model: Completer, temperature: float = 0.0, max_new_tokens: int = 1024):
         self.model = require_completer(model, "model critic")
@@ -195,8 +241,8 @@ class ModelCritic:
         text = replies[0]
         try:
             return parse_critique(text)
-        except CritiqueFormatError:
-            return Critique(raw=text)
+        except CritiqueFormatError as error:
+            return Critique(raw=text, format_error=str(error))
 
 
 def as_critic(critic: Any) -> Any:

@@ -10,8 +10,9 @@ from envs.core import MAX_TASK, RENDER_MODE, TextEnv, turns_param
 from envs.errors import ParamError, TaskOptionError
 from envs.math.answers import DEFAULT_TIMEOUT, answers_match, extract_answer
 from envs.math.critics import OracleCritic, as_critic
+from envs.math.datafiles import load_problem_files, split_problems
 from envs.math.generator import generate_problem
-from envs.math.problems import DIFFICULTIES, TASKS_PER_SPLIT, Problem, load_problems
+from envs.math.problems import DIFFICULTIES, TASKS_PER_SPLIT, Problem
 from envs.params import Param, choice_param, task_param
 
 GUIDANCE = ("none", "answer", "rationale", "state_reset", "interactive")
@@ -163,7 +164,7 @@ class MathCritiqueEnv(TextEnv):
         self.answer_timeout = float(answer_timeout)
         self.critic_name = None if critic is None else "oracle" if critic == "oracle" else "model"
         self._critic = None if critic is None or critic == "oracle" else as_critic(critic)
-        self._data = _load_data(data)
+        self._data = load_problem_files(data, self.splits)
         self._problem: Problem | None = None
         self._episode_critic: Any = None
         self._prefix: list[str] = []
@@ -177,13 +178,7 @@ class MathCritiqueEnv(TextEnv):
                 options.pop(key, None)
         split = self.select_choice(options, "split", self.splits, "train")
         if self._data is not None:
-            if "difficulty" in options:
-                raise TaskOptionError("options.difficulty applies to generated problems, not to a data file")
-            problems = self._data.get(split)
-            if problems is None:
-                raise TaskOptionError(
-                    f"options.split {split!r} has no data file (the env has {sorted(self._data)})"
-                )
+            problems = split_problems(self._data, split, options)
             task = self.select_task(options, len(problems))
             problem = problems[task]
         else:
@@ -233,7 +228,7 @@ class MathCritiqueEnv(TextEnv):
         if critic is None or revisions_left <= 0 or (when == "wrong" and correct):
             return self._end(answer, correct, info)
         critique = critic.critique(problem.question, solution)
-        info["critique"] = {"first_wrong_step": critique.first_wrong_step, "verdict": critique.verdict}
+        info["critique"] = critique.summary()
         if when == "always" and critique.verdict is True:
             return self._end(answer, correct, info)
         rest = (
@@ -336,15 +331,3 @@ class MathCritiqueEnv(TextEnv):
             return "The answer is 0."
         lines = self._problem.lines[len(self._prefix) :]
         return "\n".join([*lines, f"The answer is {self._problem.answer}."])
-
-
-def _load_data(data: str | Path | dict[str, str | Path] | None) -> dict[str, list[Problem]] | None:
-    if data is None:
-        return None
-    if isinstance(data, dict):
-        unknown = set(data) - set(MathCritiqueEnv.splits)
-        if unknown or not data:
-            raise ValueError(f"data maps splits {MathCritiqueEnv.splits} to files, got keys {sorted(data)}")
-        return {split: load_problems(path, split) for split, path in data.items()}
-    problems = load_problems(data)
-    return {split: problems for split in MathCritiqueEnv.splits}

@@ -337,13 +337,22 @@ def test_a_model_critic_is_any_object_that_completes_conversations():
     env.reset(options={"task": 1})
     observation, _, terminated, _, info = env.step("3 * 4 = 13\nThe answer is 9.")
     assert not terminated and "3 * 4 = 12, not 13." in observation
-    assert info["critique"] == {"first_wrong_step": 1, "verdict": False}
+    assert info["critique"] == {"first_wrong_step": 1, "verdict": False, "parsed": True}
     assert "Step 1: 3 * 4 = 13" in reviewer.prompts[0][1]["content"]
     babbler = Reviewer("I am not sure.")
     env = envs.make(ACTOR, critic=babbler)
     env.reset(options={"task": 1})
     observation, _, terminated, _, info = env.step("The answer is 9.")
     assert not terminated and "I am not sure." in observation and info["critique"]["verdict"] is None
+    assert info["critique"]["parsed"] is False
+
+
+def test_a_missing_data_file_is_a_param_error_naming_the_file_only(tmp_path):
+    from envs.errors import ParamError
+
+    with pytest.raises(ParamError, match="'gone.jsonl'") as refused:
+        envs.make(ACTOR, data=str(tmp_path / "gone.jsonl"))
+    assert str(tmp_path) not in str(refused.value)
 
 
 def test_a_solution_without_an_answer_line_is_invalid_and_not_an_attempt():
