@@ -160,16 +160,18 @@ def evaluate(
     samples: int = 1,
     env_kwargs: Mapping[str, dict] | None = None,
     log: Callable[[str], Any] | None = None,
+    specs: list[EpisodeSpec] | None = None,
 ) -> Evaluation:
     """Run the test tasks with `engine` (closed afterwards) and write every report to `out_dir`.
 
     `tasks` maps env ids to how many test tasks to run; `env_kwargs` are the constructor
     kwargs the engine's envs were given (the family reports replay episodes with them);
-    `log` hears the resume note of a rerun. Episodes already in `out_dir/trajectories.jsonl`
+    `log` hears the resume note of a rerun; `specs` replaces the test tasks `tasks` counts
+    (a trainer's held-out set where an env has no test split of its own). Episodes already in `out_dir/trajectories.jsonl`
     are not run again."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    specs = eval_specs(tasks, samples)
+    specs = specs if specs is not None else eval_specs(tasks, samples)
     run = run_specs(engine, specs, out / "trajectories.jsonl", log)
     keys = {spec.key for spec in specs}
     trajectories = final_attempts(t for t in read_trajectories(run.path) if t.key in keys)

@@ -1,4 +1,5 @@
-"""`evol data KIND`: write training data sets: math critiques, or chart images with their QA."""
+"""`evol data KIND`: write training data sets: math critiques, chart images with their QA, or
+preference pairs from rollout files."""
 
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ def register(subparsers: Any) -> None:
     q.add_argument("--split", default="train")
     q.add_argument("--processes", type=int, default=2, help="rendering processes (default 2)")
     q.set_defaults(func=run)
+    q = kinds.add_parser(
+        "pairs",
+        help="preference pairs (TRL's {prompt, chosen, rejected}) from rollouts with K samples per task",
+    )
+    q.add_argument(
+        "--from", dest="sources", nargs="+", required=True, metavar="ROLLOUT", help="trajectory JSONL files"
+    )
+    q.add_argument("--out", required=True, help="JSONL file")
+    q.add_argument(
+        "--pairing",
+        default="first_divergence",
+        choices=["first_divergence", "whole"],
+        help="cut at the first differing reply (default) or pair whole episodes",
+    )
+    q.add_argument("--pairs-per-task", type=int, default=1, help="the most pairs one task gives (default 1)")
+    q.set_defaults(func=run_pairs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,4 +56,29 @@ def run(args: argparse.Namespace) -> int:
             args.n, args.out, seed=args.seed, split=args.split, processes=args.processes
         )
     print(f"evol: wrote {written} {args.kind} examples to {args.out}")
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evol.commands.common import refuse
+    from evol.trainers.pairs import pairs_from_trajectories, write_pairs
+    from evol.trajectory import read_trajectories
+
+    missing = [path for path in args.sources if not Path(path).is_file()]
+    if missing:
+        return refuse(f"no such rollout file: {', '.join(missing)}")
+    if args.pairs_per_task < 1:
+        return refuse("--pairs-per-task must be >= 1")
+    try:
+        trajectories = sorted(
+            (t for path in args.sources for t in read_trajectories(path)), key=lambda t: t.key
+        )
+    except (ValueError, TypeError) as error:
+        return refuse(f"cannot read the rollouts: {error}")
+    pairs = pairs_from_trajectories(trajectories, args.pairing, args.pairs_per_task)
+    written = write_pairs(pairs, args.out)
+    tasks = len({p["key"].rsplit("|", 1)[0] for p in pairs})
+    print(f"evol: wrote {written} pairs from {len(trajectories)} episodes ({tasks} tasks) to {args.out}")
     return 0

@@ -3,4 +3,7 @@
 TRAINERS = {
     "bc": ("evol.trainers.bc", "BCConfig", "BCTrainer"),
     "agentevol": ("evol.trainers.agentevol", "AgentEvolConfig", "AgentEvolTrainer"),
+    "loop": ("evol.trainers.loop", "LoopConfig", "SelfImproveTrainer"),
+    "dpo": ("evol.trainers.dpo", "PreferenceConfig", "PreferenceTrainer"),
+    "inverse-q": ("evol.trainers.inverse_q", "InverseQConfig", "InverseQRun"),
 }

@@ -227,29 +227,56 @@ def test_flags_override_set_which_overrides_the_file(tmp_path):
 def test_every_config_field_has_help_in_its_metadata():
     from dataclasses import fields
 
-    for cls in (AgentEvolConfig, BCConfig, TrainSettings):
+    from evol.trainers.dpo import DPOSettings, PreferenceConfig
+    from evol.trainers.inverse_q import InverseQConfig, InverseQSettings
+
+    for cls in (
+        AgentEvolConfig,
+        BCConfig,
+        TrainSettings,
+        DPOSettings,
+        InverseQSettings,
+        PreferenceConfig,
+        InverseQConfig,
+    ):
         assert all(f.metadata.get("help") for f in fields(cls)), cls
 
 
-@pytest.mark.parametrize("algorithm, config_class", [("agentevol", AgentEvolConfig), ("bc", BCConfig)])
+@pytest.mark.parametrize(
+    "algorithm, config_class",
+    [("agentevol", AgentEvolConfig), ("bc", BCConfig), ("dpo", None), ("inverse-q", None), ("loop", None)],
+)
 def test_train_help_lists_every_field_with_its_help_and_default(algorithm, config_class):
+    import importlib
     from dataclasses import fields
 
+    from evol.trainers import TRAINERS
+
+    module_name, class_name, _ = TRAINERS[algorithm]
+    config_class = getattr(importlib.import_module(module_name), class_name)
     answer = subprocess.run(
         [sys.executable, "-m", "evol.cli", "train", algorithm, "--help"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert answer.returncode == 0, answer.stderr[-2000:]
     text = " ".join(answer.stdout.split())
+    from evol.trainers.dpo import DPOSettings
+    from evol.trainers.inverse_q import InverseQSettings
+
+    nested = {
+        "TrainSettings": TrainSettings,
+        "DPOSettings": DPOSettings,
+        "InverseQSettings": InverseQSettings,
+    }
     for field in fields(config_class):
-        if field.type in ("TrainSettings",):
-            names = [(f"{field.name}.{f.name}", f) for f in fields(TrainSettings)]
+        if field.type in nested:
+            names = [(f"{field.name}.{f.name}", f) for f in fields(nested[field.type])]
         else:
             names = [(field.name, field)]
         for name, described in names:
             assert f"--{name} " in text, name
             assert " ".join(described.metadata["help"].split()) in text, name
-    assert "(default: 100)" in text if algorithm == "agentevol" else "(required)" in text
+    assert "(default: 100)" in text if algorithm in ("agentevol", "loop") else "(required)" in text
 
 
 def test_lora_training_saves_a_merged_plain_checkpoint(expert_file, tmp_path):

@@ -11,6 +11,7 @@ from envs.params import task_param
 
 def register() -> None:
     envs.register("acme/Counter-v0", "acme_envs:CounterEnv")
+    envs.register("acme/Signal-v0", "acme_envs:SignalEnv")
 
 
 class CounterEnv(TextEnv):
@@ -83,3 +84,55 @@ class CounterEnv(TextEnv):
 
     def valid_actions(self):
         return ["inc", "dec", "submit"]
+
+
+SIGNALS = {"red": "stop", "green": "go", "yellow": "wait", "blue": "turn"}
+
+
+class SignalEnv(TextEnv):
+    """Answer a signal with its action: a task a tiny model learns in seconds from what it sees.
+
+    ## Description
+    The observation names a signal colour; the agent answers with the action it stands for.
+    One turn per episode. There is no split: trainers hold out tasks by hash.
+
+    ## Instruction and action format
+    One word: `stop` (red), `go` (green), `wait` (yellow) or `turn` (blue).
+
+    ## Rewards
+    1 for the signal's action, else 0.
+
+    ## Success
+    The answer is the signal's action.
+
+    ## Termination
+    After the first answer.
+
+    ## Task options
+    `task`: 0..999; the colour is `task % 4` of red, green, yellow, blue.
+    """
+
+    max_turns = 1
+    success_rule = "the answer is the signal's action"
+    option_params = {"task": task_param(1000)}
+
+    def _reset(self, options):
+        self.colour = list(SIGNALS)[self.select_task(options, 1000) % 4]
+        self.answer = ""
+        return f"Signal: {self.colour}.", {
+            "instruction": "Answer the signal with one word: stop, go, wait or turn.",
+            "task": {"colour": self.colour},
+        }
+
+    def _step(self, action):
+        self.answer = action.strip().lower()
+        return "Done.", float(self._success()), True, {}
+
+    def _success(self):
+        return self.answer == SIGNALS[self.colour]
+
+    def expert_action(self):
+        return SIGNALS[self.colour]
+
+    def valid_actions(self):
+        return list(SIGNALS.values())

@@ -1,0 +1,211 @@
+"""Direct Preference Optimisation on TRL's DPOTrainer.
+
+    evol train dpo --config dpo.yaml
+
+DPO (Rafailov et al. 2023) raises the policy's implicit reward β·log(π/π_ref) of the chosen
+reply above the rejected one's: loss = −log σ(β[(log π(c) − log π_ref(c)) − (log π(r) −
+log π_ref(r))]), summed over the reply's tokens only (the prompt — instruction, earlier
+turns, the env's observations — is context, never scored). The reference is the starting
+model (a frozen copy, the adapters switched off under LoRA, or its log-probabilities
+computed once before training with `precompute_ref_log_probs`), or another checkpoint named
+by `reference_model`.
+
+`preference_tune(base_model, pairs, output_dir, settings)` is the learn step the
+self-improvement loop calls with `learn: dpo`; pairs come from `evol.trainers.pairs`.
+`evol train dpo` runs it on files: preference JSONL (`{prompt|messages, chosen, rejected}`)
+or rollout files whose K samples per task are paired.
+
+```yaml
+model: runs/bc/model              # an HF checkpoint directory
+data: [runs/explore.jsonl]        # preference JSONL or trajectory JSONL (K samples per task)
+output_dir: runs/dpo
+pairing: first_divergence         # or whole
+dpo: {beta: 0.1, learning_rate: 1.0e-4, epochs: 3}
+```
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evol.trainers.config import save_config
+from evol.trainers.pairs import PAIRINGS, pairs_from_files, write_pairs
+from evol.trainers.sft import TrainResult, TrainSettings, _checkpointing_arg, _load_model
+
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust")
+
+
+@dataclass
+class DPOSettings(TrainSettings):
+    """How one DPO run learns (the `dpo:` section of a config file); TrainSettings' fields plus these."""
+
+    learning_rate: float = field(
+        default=1e-6, metadata={"help": "TRL's DPO default 1e-6; the tiny preset wants ~1e-4"}
+    )
+    beta: float = field(
+        default=0.1, metadata={"help": "β: how far the policy may move from the reference (DPO paper: 0.1)"}
+    )
+    loss_type: str = field(
+        default="sigmoid",
+        metadata={"help": f"TRL's DPO loss: one of {', '.join(LOSS_TYPES)} (sigmoid = DPO)"},
+    )
+    reference_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "checkpoint directory of the reference policy; null: the model being trained, frozen"
+        },
+    )
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata={"help": "score every pair with the reference once before training (saves its memory)"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta <= 0:
+            raise ValueError("dpo.beta must be > 0")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"dpo.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if self.reference_model is not None and not Path(self.reference_model).is_dir():
+            raise ValueError(f"dpo.reference_model: {self.reference_model} is not a checkpoint directory")
+
+
+def _dpo_config(output_dir: Path, settings: DPOSettings, steps_per_epoch: int) -> Any:
+    import torch
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        warmup_steps=int(settings.warmup_ratio * steps_per_epoch * settings.epochs),
+        lr_scheduler_type=settings.lr_scheduler,
+        weight_decay=settings.weight_decay,
+        max_length=settings.max_length,
+        beta=settings.beta,
+        loss_type=[settings.loss_type],
+        precompute_ref_log_probs=settings.precompute_ref_log_probs,
+        save_strategy="steps" if settings.save_steps else "no",
+        save_steps=settings.save_steps or 500,
+        logging_steps=settings.logging_steps,
+        seed=settings.seed,
+        bf16=settings.bf16,
+        **{_checkpointing_arg(): settings.gradient_checkpointing},
+        report_to="none",
+        disable_tqdm=not settings.progress,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def preference_tune(
+    base_model: str | Path,
+    pairs: list[dict[str, Any]],
+    output_dir: str | Path,
+    settings: DPOSettings,
+) -> TrainResult:
+    """DPO of `base_model` on conversational pairs (`{prompt, chosen, rejected}`) into `output_dir/model`."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    if not pairs:
+        raise ValueError(
+            "no preference pairs (tasks need a better and a worse sample: samples_per_task >= 2)"
+        )
+    output_dir = Path(output_dir)
+    model_dir = output_dir / "model"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tokenizer, model = _load_model(base_model, settings)
+    reference = None
+    if settings.reference_model is not None:
+        _, reference = _load_model(settings.reference_model, TrainSettings(bf16=settings.bf16))
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=reference,
+        args=_dpo_config(output_dir, settings, steps_per_epoch),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
+    dataset = trainer.train_dataset
+    lengths = [
+        len(p) + max(len(c), len(r))
+        for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])
+    ]
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    if settings.lora:
+        trainer.model = trainer.model.merge_and_unload()
+    trainer.model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return TrainResult(
+        model_dir=model_dir,
+        examples=len(rows),
+        tokens=int(sum(lengths) * settings.epochs),
+        truncated=sum(length > settings.max_length for length in lengths),
+        seconds=seconds,
+        losses=losses,
+    )
+
+
+@dataclass
+class PreferenceConfig:
+    """Every knob of a DPO run on files (`evol train dpo`)."""
+
+    model: str = field(metadata={"help": "the HF checkpoint directory to start from (and the reference)"})
+    data: list[str] = field(
+        metadata={"help": "preference JSONL ({prompt|messages, chosen, rejected}) or rollout JSONL files"}
+    )
+    output_dir: str = field(
+        metadata={"help": "the run directory: config, pairs.jsonl, the model in `model/`"}
+    )
+    pairing: str = field(
+        default="first_divergence",
+        metadata={"help": "rollout files: cut pairs at the first differing reply, or pair whole episodes"},
+    )
+    pairs_per_task: int = field(default=1, metadata={"help": "rollout files: the most pairs one task gives"})
+    instruction_in_context: bool | list[str] = field(
+        default=True, metadata={"help": "rollout files: keep envs' instructions in the prompt"}
+    )
+    dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "how DPO learns"})
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ValueError("data: give at least one file")
+        if not Path(self.model).is_dir():
+            raise ValueError(f"model: {self.model} is not a checkpoint directory")
+        missing = [path for path in self.data if not Path(path).exists()]
+        if missing:
+            raise ValueError(f"data: file(s) not found: {missing}")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
+        if self.pairs_per_task < 1:
+            raise ValueError("pairs_per_task must be >= 1")
+
+
+class PreferenceTrainer:
+    """config -> trainer -> `train()`, which returns the trained model's result."""
+
+    def __init__(self, config: PreferenceConfig):
+        self.config = config
+
+    def train(self) -> TrainResult:
+        config = self.config
+        out = Path(config.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+        pairs = pairs_from_files(
+            config.data, config.pairing, config.pairs_per_task, config.instruction_in_context
+        )
+        write_pairs(pairs, out / "pairs.jsonl")
+        return preference_tune(config.model, pairs, out, config.dpo)
