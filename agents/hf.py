@@ -9,7 +9,9 @@ are shared with `agents.vllm_backend`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -19,7 +21,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from agents.base import Agent, AgentInput, AgentOutput, Message, SamplingParams, cut_at_stop
+from agents.hf_decode import DecodedSample, DecodeRequest, ScoredDecoder
 from agents.prefix_cache import CachedDecoder, PrefixCache, top_p_filter
+from agents.structured import PROBE_TOOL, ToolCallFormat, detect_tool_format
 
 
 class TokenCountingAgent(Agent):
@@ -44,24 +48,49 @@ class TokenCountingAgent(Agent):
 
 
 def text_only(message: Message) -> Message:
-    """`message` with list content (OpenAI multimodal parts) flattened to its text parts."""
+    """`message` with list content (OpenAI multimodal parts) flattened to its text parts, and
+    the arguments of its tool calls (OpenAI sends JSON text) as the objects templates expect."""
     content = message.get("content")
     if isinstance(content, list):
         texts = [part if isinstance(part, str) else part.get("text", "") for part in content]
         content = "\n".join(text for text in texts if text)
-    return {**message, "content": content or ""}
+    message = {**message, "content": content or ""}
+    if message.get("tool_calls"):
+        message["tool_calls"] = [template_tool_call(call) for call in message["tool_calls"]]
+    return message
+
+
+def template_tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI tool call with its `arguments` decoded from JSON text where they are."""
+    function = dict(call.get("function") or {})
+    arguments = function.setdefault("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            function["arguments"] = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            pass  # not JSON: the template writes the text as it is
+    return {**call, "function": function}
 
 
 def render_chat(
-    tokenizer: Any, messages: list[Message], chat_template: str | None = None, generation_prompt: bool = True
+    tokenizer: Any,
+    messages: list[Message],
+    chat_template: str | None = None,
+    generation_prompt: bool = True,
+    tools: list[dict[str, Any]] | None = None,
 ) -> str:
-    """The chat-template text of `messages`."""
+    """The chat-template text of `messages` (with `tools` where the template shows them)."""
     if chat_template is None and not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             "the tokenizer has no chat template: pass chat_template= (a Jinja string) to the agent"
         )
+    options = {"tools": tools} if tools else {}
     return tokenizer.apply_chat_template(
-        messages, chat_template=chat_template, add_generation_prompt=generation_prompt, tokenize=False
+        messages,
+        chat_template=chat_template,
+        add_generation_prompt=generation_prompt,
+        tokenize=False,
+        **options,
     )
 
 
@@ -123,6 +152,7 @@ def chat_prompt_ids(
     chat_template: str | None = None,
     encoder: PromptEncoder | None = None,
     truncation_step: int = 1,
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[int]:
     """Token ids of `messages` chat-templated with the generation prompt, at most `max_tokens` long.
 
@@ -132,10 +162,11 @@ def chat_prompt_ids(
     rest fit, so as a conversation grows its kept part keeps the same start for several
     turns (and a prefix cache keeps serving it) instead of moving every turn; a step of 1
     drops just enough. If the last turn alone is still too long, tokens are cut from the
-    left, keeping the system message where it takes at most half the budget.
+    left, keeping the system message where it takes at most half the budget. `tools` (an
+    OpenAI tools list) go to the template with every rendering.
     """
     messages = [text_only(message) for message in messages]
-    text = render_chat(tokenizer, messages, chat_template)
+    text = render_chat(tokenizer, messages, chat_template, tools=tools)
     ids = encoder(text) if encoder is not None else encode(tokenizer, text)
     if max_tokens is None or len(ids) <= max_tokens:
         return ids
@@ -148,7 +179,9 @@ def chat_prompt_ids(
 
     def kept(j: int) -> list[int]:
         if j not in lengths:
-            lengths[j] = encode(tokenizer, render_chat(tokenizer, head + turns[j:], chat_template))
+            lengths[j] = encode(
+                tokenizer, render_chat(tokenizer, head + turns[j:], chat_template, tools=tools)
+            )
         return lengths[j]
 
     def first_start(dropped_at_least: int) -> int | None:
@@ -170,11 +203,11 @@ def chat_prompt_ids(
     if start is not None:
         return kept(start)
     turns = turns[-1:]
-    ids = encode(tokenizer, render_chat(tokenizer, head + turns, chat_template))
+    ids = encode(tokenizer, render_chat(tokenizer, head + turns, chat_template, tools=tools))
     head_ids: list[int] = []
     if head:
-        text = render_chat(tokenizer, head + turns, chat_template)
-        head_text = render_chat(tokenizer, head, chat_template, generation_prompt=False)
+        text = render_chat(tokenizer, head + turns, chat_template, tools=tools)
+        head_text = render_chat(tokenizer, head, chat_template, generation_prompt=False, tools=tools)
         if text.startswith(head_text):
             head_ids = encode(tokenizer, head_text)
             if len(head_ids) <= max_tokens // 2:
@@ -259,6 +292,8 @@ class HFAgent(TokenCountingAgent):
     `model` and `tokenizer` are the loaded objects; `close()` frees them.
     """
 
+    accepts_images = False  # prompts are text: image parts would be dropped
+
     def __init__(
         self,
         path: str,
@@ -292,6 +327,7 @@ class HFAgent(TokenCountingAgent):
         )
         self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
         self.decoder = CachedDecoder(self.model, self.prefix_cache) if self.prefix_cache is not None else None
+        self._scored_decoder: ScoredDecoder | None = None
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
         """`sampling.n` replies per input; `last_token_counts` gets the tokens generated per input."""
@@ -326,6 +362,62 @@ class HFAgent(TokenCountingAgent):
                     counts[i] = sum(lengths[j * samples : (j + 1) * samples])
         self.calls += 1
         self.last_token_counts = counts
+        return replies
+
+    # ---- the agent server's richer requests ---------------------------------------------
+    @property
+    def scored_decoder(self) -> ScoredDecoder:
+        """The decode loop for constrained, scored or streamed replies (`agents.hf_decode`)."""
+        if self.model is None:
+            raise RuntimeError("the agent is closed")
+        if self._scored_decoder is None:
+            self._scored_decoder = ScoredDecoder(
+                self.model, self.tokenizer, self.eos_token_ids, self.pad_token_id
+            )
+        return self._scored_decoder
+
+    @property
+    def tool_call_format(self) -> ToolCallFormat | None:
+        """How the chat template has the model write tool calls; None where it shows no tools
+        or writes calls in a format `agents.structured` does not read."""
+        if not hasattr(self, "_tool_call_format"):
+            probe = [{"role": "user", "content": "hi"}]
+            try:
+                plain = render_chat(self.tokenizer, probe, self.chat_template)
+                shown = render_chat(self.tokenizer, probe, self.chat_template, tools=[PROBE_TOOL])
+                self._tool_call_format = detect_tool_format(plain, shown)
+            except Exception:  # a template that fails on tools has no usable tool support
+                self._tool_call_format = None
+        return self._tool_call_format
+
+    def prompt_ids(
+        self, messages: list[Message], max_new_tokens: int, tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """The prompt `generate` would give `messages` (with `tools` shown by the template)."""
+        limit = prompt_limit(self.max_context_tokens, max_new_tokens)
+        step = agent_truncation_step(self, limit)
+        return chat_prompt_ids(
+            self.tokenizer, messages, limit, self.chat_template, self.encoder, step, tools=tools
+        )
+
+    def decode(self, requests: list[DecodeRequest], sampling: SamplingParams) -> list[list[DecodedSample]]:
+        """`sampling.n` replies per request from `ScoredDecoder` (greedy: one, repeated);
+        `last_token_counts` as in `generate`."""
+        greedy = sampling.temperature == 0
+        samples = 1 if greedy else sampling.n
+        if greedy and sampling.n > 1:
+            requests = [fan_out(request, sampling.n) for request in requests]
+        per_call = max(1, self.batch_size // samples)
+        order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt))
+        replies: list[list[DecodedSample]] = [[] for _ in requests]
+        with self.seeded_rng():
+            for start in range(0, len(order), per_call):
+                chunk = order[start : start + per_call]
+                decoded = self.scored_decoder.decode([requests[i] for i in chunk], sampling, samples)
+                for i, mine in zip(chunk, decoded):
+                    replies[i] = mine * sampling.n if greedy else mine
+        self.calls += 1
+        self.last_token_counts = [sum(sample.tokens for sample in mine[:samples]) for mine in replies]
         return replies
 
     @contextlib.contextmanager
@@ -420,6 +512,20 @@ class HFAgent(TokenCountingAgent):
             self.prefix_cache.clear()
         self.model = None
         self.tokenizer = None
+        self._scored_decoder = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def fan_out(request: DecodeRequest, n: int) -> DecodeRequest:
+    """`request` with its streamed text sent to all `n` samples (greedy: one reply stands for all)."""
+    sink = request.on_text
+    if sink is None:
+        return request
+
+    def to_all(sample: int, text: str, scores: list) -> None:
+        for index in range(n):
+            sink(index, text, scores)
+
+    return dataclasses.replace(request, on_text=to_all)

@@ -7,8 +7,10 @@ exponential backoff and jitter (honouring `Retry-After`); anything else that fai
 `AgentRequestError` with the status and the server's message.
 
 Messages travel unchanged, so OpenAI content parts (text + `image_url`) reach vision
-models as they are. A native tool call comes back as the text
-`{"name": ..., "arguments": {...}}`, the form our tool-use envs accept as an action.
+models as they are. Each episode's own tools (the OpenAI `tools` list an env puts in its
+`info["tools"]`, as `evol/ToolUse-v0` does) go with that episode's requests; native tool
+calls come back as the text `{"name": ..., "arguments": {...}}`, one call a line, the
+form our tool-use envs accept as an action (several calls run in order).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,10 +71,11 @@ def tool_call_text(call: dict[str, Any]) -> str:
 
 
 def choice_text(choice: dict[str, Any]) -> str:
+    """A choice's reply as action text: its tool calls, one a line, else its content."""
     message = choice.get("message") or {}
     calls = message.get("tool_calls")
     if calls:
-        return tool_call_text(calls[0])
+        return "\n".join(tool_call_text(call) for call in calls if isinstance(call, dict))
     content = message.get("content")
     if isinstance(content, list):  # some servers answer in content parts too
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
@@ -119,7 +123,8 @@ class OpenAIAgent(Agent):
         backoff: first retry delay in seconds, doubled each try up to `max_backoff`, with jitter.
         api_key: sent as a Bearer token; default from `EVOL_AGENT_API_KEY`, then `api_key_env`.
         api_key_env: the environment variable holding the key (default `OPENAI_API_KEY`).
-        tools: an OpenAI tools list sent with every request (native tool calling).
+        tools: an OpenAI tools list sent with every request that has no tools of its own
+            (native tool calling); an episode's `info["tools"]` are sent with its requests.
         extra_body: more request fields for every request (`seed`, vLLM's `top_k`, ...).
     """
 
@@ -158,6 +163,10 @@ class OpenAIAgent(Agent):
         if key:
             self._session.headers["Authorization"] = f"Bearer {key}"
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="openai-agent")
+        # The tools each live episode's env gave at its reset (later steps' info need not repeat them).
+        self._episode_tools: weakref.WeakKeyDictionary[Any, list[dict[str, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.model = model or self.discover_model()
         self.name = f"openai:{self.model}"
 
@@ -216,8 +225,29 @@ class OpenAIAgent(Agent):
         return data[0]["id"]
 
     # ---- the agent --------------------------------------------------------------------
+    def episode_tools(self, item: AgentInput) -> list[dict[str, Any]] | None:
+        """The tools of `item`'s episode: its info's `tools`, else those its env gave at its
+        reset (a reset's info carries `instruction`: one without tools forgets them), else `tools`."""
+        info = item.info or {}
+        tools = info.get("tools")
+        try:
+            if isinstance(tools, list):
+                if item.env is not None:
+                    self._episode_tools[item.env] = tools
+            elif item.env is not None:
+                if "instruction" in info:
+                    self._episode_tools.pop(item.env, None)
+                tools = self._episode_tools.get(item.env)
+        except TypeError:  # an env that cannot be weakly referenced: only its info counts
+            pass
+        return tools if isinstance(tools, list) and tools else self.tools
+
     def completion_body(
-        self, messages: list[dict[str, Any]], sampling: SamplingParams, n: int
+        self,
+        messages: list[dict[str, Any]],
+        sampling: SamplingParams,
+        n: int,
+        tools: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -230,18 +260,24 @@ class OpenAIAgent(Agent):
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
-        if self.tools:
-            body["tools"] = self.tools
+        tools = self.tools if tools is None else tools
+        if tools:
+            body["tools"] = tools
         return body
 
-    def chat_replies(self, messages: list[dict[str, Any]], sampling: SamplingParams) -> list[str]:
+    def chat_replies(
+        self,
+        messages: list[dict[str, Any]],
+        sampling: SamplingParams,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> list[str]:
         """`sampling.n` replies to one conversation: asked for in one request, topped up if fewer come back."""
         replies: list[str] = []
         while len(replies) < sampling.n:
             answer = self.request(
                 "POST",
                 "/chat/completions",
-                self.completion_body(messages, sampling, sampling.n - len(replies)),
+                self.completion_body(messages, sampling, sampling.n - len(replies), tools),
             )
             choices = sorted(answer.get("choices") or [], key=lambda choice: choice.get("index", 0))
             if not choices:
@@ -255,9 +291,13 @@ class OpenAIAgent(Agent):
         return replies[: sampling.n]
 
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
+        tools = [self.episode_tools(item) for item in inputs]
         if len(inputs) == 1:
-            return [self.chat_replies(inputs[0].messages, sampling)]
-        futures = [self._pool.submit(self.chat_replies, item.messages, sampling) for item in inputs]
+            return [self.chat_replies(inputs[0].messages, sampling, tools[0])]
+        futures = [
+            self._pool.submit(self.chat_replies, item.messages, sampling, item_tools)
+            for item, item_tools in zip(inputs, tools)
+        ]
         try:
             return [future.result() for future in futures]
         except BaseException:

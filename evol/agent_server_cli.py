@@ -20,6 +20,12 @@ def cmd_serve_agent(args: argparse.Namespace) -> int:
     if args.model or args.agent.startswith("hf:"):
         # Clients re-send whole conversations: keep the recent ones' KV cache.
         kwargs["prefix_cache"] = 4 * args.max_batch if args.prefix_cache is None else args.prefix_cache
+    if args.chat_template:
+        try:
+            kwargs["chat_template"] = Path(args.chat_template).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            print(f"evol: cannot read --chat-template: {error}", file=sys.stderr)
+            return 2
     if args.model:
         if not Path(args.model).is_dir():
             print(f"evol: no checkpoint directory at {args.model}", file=sys.stderr)
@@ -60,7 +66,9 @@ def cmd_serve_agent(args: argparse.Namespace) -> int:
 def add_serve_agent_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `serve-agent` on an argparse subparsers object (as `evol`'s CLI does)."""
     p = subparsers.add_parser(
-        "serve-agent", help="serve a model as an OpenAI-compatible /v1/chat/completions endpoint"
+        "serve-agent",
+        help="serve a model as an OpenAI-compatible /v1/chat/completions endpoint (tools, logprobs, "
+        "JSON response formats and streaming for local models)",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", metavar="PATH", help="a Hugging Face checkpoint directory")
@@ -71,6 +79,12 @@ def add_serve_agent_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--name",
         default=None,
         help="the model id clients use (default: the checkpoint folder's name, or the spec)",
+    )
+    p.add_argument(
+        "--chat-template",
+        metavar="FILE",
+        default=None,
+        help="a Jinja chat template replacing the tokenizer's (e.g. one with tool support, for tools requests)",
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8100)

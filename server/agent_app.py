@@ -9,11 +9,19 @@ package reach a local model like a hosted one.
 |---|---|
 | GET /health | 200 `{"status": "ok", "model", "running", "waiting", "max_queue", "batches"}` (no token needed) |
 | GET /v1/models | 200 `{"object": "list", "data": [{"id": model_name, ...}]}` |
-| POST /v1/chat/completions | 200 OpenAI's `chat.completion` (messages, temperature, top_p, max_tokens, stop, n, seed) |
+| GET /v1/models/{id} | 200 the model's card; 404 `model_not_found` for another id |
+| POST /v1/chat/completions | 200 OpenAI's `chat.completion`, or with `stream: true` its `chat.completion.chunk` events (server-sent events ending in `data: [DONE]`) |
+
+`server.openai_schema` checks each request field by field (what is served, what is taken
+as advice, what is refused). Tools, `tool_choice`, `response_format`, logprobs, penalties and
+`logit_bias` need a model that serves them (`ChatModel.features`: a local Hugging Face
+model does); another model answers them with a 400 naming the field. Streaming works with
+every model: one that does not stream sends its reply as one chunk when it is done.
 
 Errors are OpenAI's `{"error": {"message", "type", "param", "code"}}`: 400 a malformed
-body, 401 a bad token, 404 an unknown model or route, 413 a body too large, 500 a failed
-generation, and 503 with `Retry-After` when more than `max_queue` requests wait.
+body or a field not served, 401 a bad token, 404 an unknown model or route, 413 a body too
+large, 500 a failed generation, and 503 with `Retry-After` when more than `max_queue`
+requests wait. A stream that fails after it started ends with an `{"error": ...}` event.
 
 One thread runs the model. Requests that arrive within a few milliseconds of each other
 and sample alike (same temperature, top_p, max_tokens, stop and n, no seed) share one
@@ -23,27 +31,49 @@ and sample alike (same temperature, top_p, max_tokens, stop and n, no seed) shar
 from __future__ import annotations
 
 import logging
+import queue
 import time
-import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from server import AGENT_TOKEN_ENV
-from server.agent_batcher import GenerationBatcher, GenerationJob, GenerationResult, Overloaded
+from server.agent_batcher import (
+    GenerationBatcher,
+    GenerationJob,
+    GenerationOptions,
+    GenerationResult,
+    Overloaded,
+    Reply,
+    TokenLogprob,
+)
 from server.http import HttpFront, allowed_hosts, json_body, run_waitress, token_from_env
+from server.openai_schema import (
+    ChatRequest,
+    ChunkWriter,
+    RequestError,
+    completion_object,
+    finish_reason,
+    parse_chat_request,
+    usage_object,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_TOKENS = 256
-MAX_SAMPLES = 64
-ROLES = {"system", "developer", "user", "assistant", "tool"}
+# Request fields beyond sampling, each served only by a model that lists it in `features`.
+FEATURES = ("tools", "response_format", "logprobs", "presence_penalty", "frequency_penalty", "logit_bias")
 
 
 class ChatModel(Protocol):
     """What the agent server serves. `sampling` holds temperature, top_p, max_new_tokens,
-    stop and n (the fields of `agents.SamplingParams`)."""
+    stop and n (the fields of `agents.SamplingParams`).
+
+    A model may also have `features` (the names in `FEATURES` it serves), `prepare`
+    (checks a request's options and counts its prompt) and `generate_jobs` (answers jobs
+    with their options, `Reply` details per sample and streamed text); `accepts_images`
+    says whether it takes image content parts."""
 
     max_context_tokens: int | None  # prompt + reply tokens at most, where the model has a limit
 
@@ -94,110 +124,39 @@ def openai_error(status: int, kind: str, message: str, headers: dict[str, str]) 
     return OpenAIError(status, message, type_, code=kind, headers=headers)
 
 
-# ---- requests ---------------------------------------------------------------------------
-@dataclass
-class CompletionRequest:
-    messages: list[dict[str, Any]]
-    sampling: dict[str, Any]
-    seed: int | None
+def request_error(error: RequestError) -> OpenAIError:
+    return OpenAIError(error.status, error.message, code=error.code, param=error.param)
 
 
-def _invalid(param: str, message: str) -> OpenAIError:
-    return OpenAIError(400, message, code="invalid_value", param=param)
-
-
-def _number(
-    data: dict[str, Any], name: str, default: float, low: float, high: float, open_low: bool = False
-) -> float:
-    value = data.get(name, default)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not ((low < value if open_low else low <= value) and value <= high):
-        raise _invalid(name, f"'{name}' must be a number in {'(' if open_low else '['}{low:g}, {high:g}]")
-    return float(value)
-
-
-def _integer(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = data.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise _invalid(name, f"'{name}' must be an integer in [{low}, {high}]")
-    return value
-
-
-def _messages(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise OpenAIError(
-            400, "'messages' (a non-empty list) is required", code="missing_messages", param="messages"
-        )
-    messages = []
-    for i, message in enumerate(value):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise _invalid(f"messages[{i}].role", f"messages[{i}] needs a 'role' among {sorted(ROLES)}")
-        content = message.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise _invalid(
-                f"messages[{i}].content", f"messages[{i}].content must be a string or content parts"
-            )
-        role = "system" if message["role"] == "developer" else message["role"]
-        messages.append({**message, "role": role, "content": "" if content is None else content})
-    return messages
-
-
-def parse_completion_request(data: Any, model_name: str) -> CompletionRequest:
-    """A chat-completion body checked field by field; `OpenAIError` (400 or 404) names what is wrong."""
-    if not isinstance(data, dict):
-        raise OpenAIError(400, "the request body must be a JSON object", code="invalid_body")
-    if data.get("stream"):
-        raise _invalid("stream", "streaming is not supported: leave 'stream' out or false")
-    model = data.get("model")
-    if model is not None and model != model_name:
-        message = f"the model {model!r} does not exist; this server serves {model_name!r}"
-        raise OpenAIError(404, message, code="model_not_found", param="model")
-    messages = _messages(data.get("messages"))
-    stop = data.get("stop") or []
-    stop = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise _invalid("stop", "'stop' must be a string or a list of strings")
-    seed = data.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise _invalid("seed", "'seed' must be an integer")
-    max_tokens = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
-    sampling = {
-        "temperature": _number(data, "temperature", 1.0, 0.0, 2.0),
-        "top_p": _number(data, "top_p", 1.0, 0.0, 1.0, open_low=True),
-        "max_new_tokens": _integer(data, max_tokens, DEFAULT_MAX_TOKENS, 1, 1 << 20),
-        "stop": [s for s in stop if s],
-        "n": _integer(data, "n", 1, 1, MAX_SAMPLES),
+def requested_features(options: GenerationOptions) -> list[str]:
+    """The `FEATURES` a request's options use."""
+    used = {
+        "tools": bool(options.tools),
+        "response_format": options.response_format is not None,
+        "logprobs": options.top_logprobs is not None,
+        "presence_penalty": bool(options.presence_penalty),
+        "frequency_penalty": bool(options.frequency_penalty),
+        "logit_bias": bool(options.logit_bias),
     }
-    return CompletionRequest(messages, sampling, seed)
+    return [name for name in FEATURES if used[name]]
 
 
-def completion_response(
-    model: ChatModel, model_name: str, parsed: CompletionRequest, result: GenerationResult, prompt_tokens: int
-) -> dict[str, Any]:
-    """OpenAI's `chat.completion` object for one request's replies."""
+def plain_replies(model: ChatModel, parsed: ChatRequest, result: GenerationResult) -> list[Reply]:
+    """A plain model's replies with their finish reasons (from token counts where it counts them)."""
     limit = parsed.sampling["max_new_tokens"]
-    choices, generated = [], 0
-    for index, text in enumerate(result.replies):
+    replies = []
+    for text in result.replies:
         # The model's count covers all samples together: per sample, count the text again.
         tokens = result.tokens if len(result.replies) == 1 else model.count_tokens(text)
-        generated += tokens or 0
-        message = {"role": "assistant", "content": text}
         finish = "length" if tokens is not None and tokens >= limit else "stop"
-        choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
-    generated = result.tokens if result.tokens is not None else generated
-    usage = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": generated,
-        "total_tokens": prompt_tokens + generated,
-    }
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model_name,
-        "choices": choices,
-        "usage": usage,
-    }
+        replies.append(Reply(text, finish_reason=finish, tokens=tokens))
+    return replies
+
+
+def completion_tokens(result: GenerationResult, replies: list[Reply]) -> int:
+    if result.tokens is not None:
+        return result.tokens
+    return sum(reply.tokens or 0 for reply in replies)
 
 
 # ---- the routes -------------------------------------------------------------------------
@@ -210,33 +169,126 @@ class ModelService:
     batcher: GenerationBatcher
     created: int
 
-    def complete(self, data: dict[str, Any]) -> dict[str, Any]:
-        parsed = parse_completion_request(data, self.name)
+    def card(self) -> dict[str, Any]:
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "evolgym"}
+
+    def check(self, data: Any) -> tuple[ChatRequest, int]:
+        """The parsed request and its prompt tokens; `OpenAIError` for anything not served."""
+        try:
+            parsed = parse_chat_request(
+                data, self.name, images=bool(getattr(self.model, "accepts_images", False))
+            )
+        except RequestError as error:
+            raise request_error(error) from None
+        served = getattr(self.model, "features", frozenset())
+        for name in requested_features(parsed.options):
+            if name not in served:
+                message = (
+                    f"'{name}' is not served by this model's backend (a local Hugging Face model serves it)"
+                )
+                raise OpenAIError(400, message, code="unsupported_parameter", param=name)
         context = getattr(self.model, "max_context_tokens", None)
         if context is not None and parsed.sampling["max_new_tokens"] >= context:
-            message = f"'max_tokens' must be below the model's context of {context} tokens"
-            raise OpenAIError(400, message, code="invalid_value", param="max_tokens")
+            field = parsed.max_tokens_field
+            message = f"'{field}' must be below the model's context of {context} tokens"
+            raise OpenAIError(400, message, code="invalid_value", param=field)
+        prepare = getattr(self.model, "prepare", None)
         try:
             # Rendering the prompt here turns a conversation the model cannot take into this
             # request's 400, rather than a failure of the batch it would have joined.
-            prompt_tokens = self.model.count_prompt_tokens(parsed.messages)
+            if prepare is not None:
+                prompt_tokens = prepare(parsed.messages, parsed.options, parsed.sampling["max_new_tokens"])
+            else:
+                prompt_tokens = self.model.count_prompt_tokens(parsed.messages)
+        except RequestError as error:
+            raise request_error(error) from None
         except ValueError as error:
             message = f"the model's chat template cannot render these messages: {error}"
             raise OpenAIError(400, message, code="invalid_messages", param="messages") from None
+        return parsed, prompt_tokens
+
+    def submit(self, job: GenerationJob):
         try:
-            future = self.batcher.submit(GenerationJob(parsed.messages, parsed.sampling, parsed.seed))
+            return self.batcher.submit(job)
         except Overloaded as error:
             message = f"the server is overloaded: {error}; retry later"
             raise OpenAIError(
                 503, message, "server_error", "overloaded", headers={"Retry-After": "1"}
             ) from None
+
+    def replies(self, parsed: ChatRequest, result: GenerationResult) -> list[Reply]:
+        return result.details if result.details is not None else plain_replies(self.model, parsed, result)
+
+    def complete(self, data: Any) -> dict[str, Any] | Response:
+        parsed, prompt_tokens = self.check(data)
+        if parsed.stream:
+            return self.stream(parsed, prompt_tokens)
+        job = GenerationJob(parsed.messages, parsed.sampling, parsed.seed, options=parsed.options)
+        future = self.submit(job)
         try:
             result = future.result()
         except Exception:
             log.exception("generation failed")
             message = "generation failed; the server log has the details"
             raise OpenAIError(500, message, "server_error", "generation_failed") from None
-        return completion_response(self.model, self.name, parsed, result, prompt_tokens)
+        replies = self.replies(parsed, result)
+        usage = usage_object(prompt_tokens, completion_tokens(result, replies))
+        return completion_object(self.name, replies, parsed.options.top_logprobs is not None, usage)
+
+    def stream(self, parsed: ChatRequest, prompt_tokens: int) -> Response:
+        """The completion as server-sent events: text as it is generated, then each choice's
+        tool calls and finish reason, the usage (with `include_usage`), and `[DONE]`."""
+        events: queue.Queue = queue.Queue()
+
+        def on_delta(sample: int, text: str, logprobs: list[TokenLogprob]) -> None:
+            events.put((sample, text, logprobs))
+
+        job = GenerationJob(
+            parsed.messages, parsed.sampling, parsed.seed, options=parsed.options, on_delta=on_delta
+        )
+        future = self.submit(job)  # a 503 here is still a plain JSON answer
+        future.add_done_callback(lambda _: events.put(None))
+        writer = ChunkWriter(self.name, parsed.include_usage)
+        scored = parsed.options.top_logprobs is not None
+
+        def body() -> Iterator[str]:
+            shown = [""] * parsed.sampling["n"]
+            sent = [0] * parsed.sampling["n"]  # log-probabilities sent per choice
+            try:
+                for index in range(parsed.sampling["n"]):
+                    yield writer.delta(index, {"role": "assistant", "content": ""}, [] if scored else None)
+                while (event := events.get()) is not None:
+                    index, text, logprobs = event
+                    shown[index] += text
+                    sent[index] += len(logprobs)
+                    yield writer.delta(index, {"content": text}, logprobs if scored else None)
+                try:
+                    result = future.result()
+                except Exception:
+                    log.exception("generation failed")
+                    error = OpenAIError(
+                        500, "generation failed; the server log has the details", "server_error"
+                    )
+                    yield writer.error(error.body())
+                    return
+                replies = self.replies(parsed, result)
+                for index, reply in enumerate(replies):
+                    content = reply.content or ""
+                    rest = content[len(shown[index]) :] if content.startswith(shown[index]) else ""
+                    logprobs = (reply.logprobs or [])[sent[index] :] if scored else None
+                    if rest or logprobs:
+                        yield writer.delta(index, {"content": rest}, logprobs)
+                    if reply.tool_calls:
+                        yield from writer.tool_calls(index, reply.tool_calls)
+                    yield writer.delta(index, {}, finish=finish_reason(reply))
+                if parsed.include_usage:
+                    yield writer.usage(usage_object(prompt_tokens, completion_tokens(result, replies)))
+                yield writer.done()
+            finally:
+                job.cancelled.set()  # the client went away, or all is sent: stop generating for it
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Response(body(), mimetype="text/event-stream", headers=headers)
 
 
 def service() -> ModelService:
@@ -262,14 +314,22 @@ def health():
 
 @routes.get("/v1/models")
 def models():
+    return jsonify(object="list", data=[service().card()])
+
+
+@routes.get("/v1/models/<path:model_id>")
+def model_card(model_id: str):
     svc = service()
-    card = {"id": svc.name, "object": "model", "created": svc.created, "owned_by": "evolgym"}
-    return jsonify(object="list", data=[card])
+    if model_id != svc.name:
+        message = f"the model {model_id!r} does not exist; this server serves {svc.name!r}"
+        raise OpenAIError(404, message, code="model_not_found", param="model")
+    return jsonify(svc.card())
 
 
 @routes.post("/v1/chat/completions")
 def chat_completions():
-    return jsonify(service().complete(json_body(request, required=True)))
+    answer = service().complete(json_body(request, required=True))
+    return answer if isinstance(answer, Response) else jsonify(answer)
 
 
 # ---- the app ----------------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""The agent server's batcher: one thread runs the model, micro-batching requests that sample alike."""
+"""The agent server's batcher: one thread runs the model, micro-batching requests that sample alike.
+
+Also what a job asks of the model beyond its conversation and sampling (`GenerationOptions`)
+and what comes back (`GenerationResult`, with a `Reply` per sample from models that give
+details: tool calls, finish reasons, token log-probabilities).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,20 +20,73 @@ class Overloaded(Exception):
     """More requests wait than the server's `max_queue`."""
 
 
+@dataclass(frozen=True)
+class GenerationOptions:
+    """What a request asks beyond its sampling (OpenAI's fields, checked by `server.openai_schema`)."""
+
+    tools: list[dict[str, Any]] | None = None  # shown to the model through its chat template
+    tool_choice: str = "auto"  # "auto", "required", or "function" (then `function` names it)
+    function: str | None = None
+    parallel_tool_calls: bool = True
+    response_format: dict[str, Any] | None = (
+        None  # {"type": "json_object"} or {"type": "json_schema", "schema"}
+    )
+    top_logprobs: int | None = None  # None: no log-probabilities; k: the chosen token's and the k most likely
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def plain(self) -> bool:
+        """Whether a model's plain `generate` answers it (nothing beyond sampling is asked)."""
+        return self == GenerationOptions()
+
+
+@dataclass
+class TokenLogprob:
+    """A generated token (its bytes), its log-probability, and the most likely tokens at its place."""
+
+    token: bytes
+    logprob: float
+    top: list[tuple[bytes, float]] = field(default_factory=list)
+
+
+# A streamed job's new text as it comes: (sample, text, the log-probabilities of its tokens).
+DeltaSink = Callable[[int, str, list[TokenLogprob]], None]
+
+
 @dataclass
 class GenerationJob:
-    """One request's conversation and sampling; `future` gets its `GenerationResult`."""
+    """One request's conversation, sampling and options; `future` gets its `GenerationResult`.
+
+    A model that streams calls `on_delta` as text comes (never past a stop string or a tool
+    call's start), and stops early once `cancelled` is set (the client went away)."""
 
     messages: list[dict[str, Any]]
     sampling: dict[str, Any]  # temperature, top_p, max_new_tokens, stop, n
     seed: int | None = None
     future: Future = field(default_factory=Future)
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    on_delta: DeltaSink | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Reply:
+    """One sample as a detailed model gives it."""
+
+    content: str | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name": str, "arguments": dict}
+    finish_reason: str = "stop"  # "stop" or "length"
+    tokens: int | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass
 class GenerationResult:
     replies: list[str]
     tokens: int | None  # tokens generated for all samples, where the model counts them
+    details: list[Reply] | None = None  # one per sample, from a model's `generate_jobs`
 
 
 class GenerationBatcher:
@@ -127,6 +186,12 @@ class GenerationBatcher:
     def _generate(self, batch: list[GenerationJob]) -> list[GenerationResult]:
         sampling = batch[0].sampling
         self.calls += 1
+        generate_jobs = getattr(self.model, "generate_jobs", None)
+        if generate_jobs is not None:
+            results = generate_jobs(batch, batch[0].seed)
+            if len(results) != len(batch):
+                raise RuntimeError(f"the model returned {len(results)} results for {len(batch)} jobs")
+            return results
         replies = self.model.generate([job.messages for job in batch], sampling, batch[0].seed)
         if len(replies) != len(batch) or any(len(samples) != sampling["n"] for samples in replies):
             raise RuntimeError(

@@ -174,7 +174,7 @@ def test_wrong_token_raises_401_without_retries(server):
         ({"messages": [{"role": "user", "content": "hi"}], "n": 0}, "n"),
         ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10_000}, "max_tokens"),
         ({"messages": [{"role": "user", "content": "hi"}], "stop": 5}, "stop"),
-        ({"messages": [{"role": "user", "content": "hi"}], "stream": True}, "stream"),
+        ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "stream"),
     ],
 )
 def test_malformed_request_answers_400_json(server, body, param):
