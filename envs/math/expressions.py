@@ -18,7 +18,8 @@ Values are exact fractions while the arithmetic stays rational and small (at mos
 `MAX_BITS` bits, integer exponents up to `MAX_EXPONENT`), else floats; anything larger,
 undefined or overflowing is an `ExpressionError`. `equivalent(a, b)` compares two
 expressions: numbers exactly (fractions) or within a relative 1e-9 (floats); with
-variables, at a few fixed rational points (a polynomial identity holds exactly). Input is
+variables, at a few fixed rational points (a polynomial identity holds exactly); `compare(a, b)`
+says the same, or None when a text is outside the grammar (`OutsideGrammar`). Input is
 capped at `MAX_LENGTH` characters and `MAX_DEPTH` levels of nesting, so one check is a
 few milliseconds at worst, in any thread.
 """
@@ -65,6 +66,11 @@ class ExpressionError(ValueError):
     """Text outside the grammar, or a value that is undefined or too large to compute."""
 
 
+class OutsideGrammar(ExpressionError):
+    """Text this grammar does not read (a character, command or construction it lacks), as
+    opposed to text it reads and refuses (too long, too deep, too large)."""
+
+
 class ExpressionTimeout(ExpressionError):
     """An evaluation that ran past its deadline."""
 
@@ -106,7 +112,7 @@ def tokenize(text: str) -> list[str]:
             elif name:
                 tokens.append("\\" + name)
             else:
-                raise ExpressionError("a backslash without a command")
+                raise OutsideGrammar("a backslash without a command")
         elif char == "*" and text.startswith("**", i):
             tokens.append("^")
             i += 2
@@ -117,7 +123,7 @@ def tokenize(text: str) -> list[str]:
             tokens.append(SYMBOLS[char])
             i += 1
         else:
-            raise ExpressionError(f"the character {char!r} is not part of the grammar")
+            raise OutsideGrammar(f"the character {char!r} is not part of the grammar")
     return tokens
 
 
@@ -135,14 +141,14 @@ class _Parser:
 
     def take(self) -> str:
         if self.i >= len(self.tokens):
-            raise ExpressionError("the expression ends too early")
+            raise OutsideGrammar("the expression ends too early")
         token = self.tokens[self.i]
         self.i += 1
         return token
 
     def expect(self, token: str) -> None:
         if self.take() != token:
-            raise ExpressionError(f"expected {token!r}")
+            raise OutsideGrammar(f"expected {token!r}")
 
     def enter(self) -> None:
         self.depth += 1
@@ -152,7 +158,7 @@ class _Parser:
     def parse(self) -> Node:
         node = self.sum()
         if self.i != len(self.tokens):
-            raise ExpressionError(f"unexpected {self.tokens[self.i]!r}")
+            raise OutsideGrammar(f"unexpected {self.tokens[self.i]!r}")
         return node
 
     def sum(self) -> Node:
@@ -216,7 +222,7 @@ class _Parser:
             return self.command(token[1:])
         if token[0] in LETTERS:
             return self.word(token)
-        raise ExpressionError(f"unexpected {token!r}")
+        raise OutsideGrammar(f"unexpected {token!r}")
 
     def command(self, name: str) -> Node:
         if name == "frac":
@@ -240,7 +246,7 @@ class _Parser:
             return self.function(name)
         if name in GREEK:
             return ("var", name)
-        raise ExpressionError(f"the command \\{name} is not part of the grammar")
+        raise OutsideGrammar(f"the command \\{name} is not part of the grammar")
 
     def word(self, word: str) -> Node:
         if word == "pi":
@@ -253,7 +259,7 @@ class _Parser:
         if word in FUNCTIONS:
             return self.function(word)
         if len(word) > 8:
-            raise ExpressionError("a word is not an expression")
+            raise OutsideGrammar("a word is not an expression")
         if len(word) == 1:
             return ("var", word)
         return ("prod", tuple(("*", ("var", letter)) for letter in word))  # xy is x times y
@@ -273,7 +279,7 @@ class _Parser:
         """A LaTeX argument: a `{...}` group, or one character (`\\frac12` is 1/2)."""
         token = self.peek()
         if token is None:
-            raise ExpressionError("a command lacks its argument")
+            raise OutsideGrammar("a command lacks its argument")
         if token == "{":
             return self.atom()
         if token[0] in DIGITS and len(token) > 1:
@@ -293,7 +299,7 @@ def parse(text: str) -> Node:
     """The tree of an expression; `ExpressionError` if it is not in the grammar."""
     tokens = tokenize(text)
     if not tokens:
-        raise ExpressionError("the expression is empty")
+        raise OutsideGrammar("the expression is empty")
     return _Parser(tokens).parse()
 
 
@@ -458,9 +464,35 @@ def equivalent(a: str, b: str, timeout: float | None = None) -> bool:
     False when either is outside the grammar, undefined or too large, or when the check
     runs past `timeout` seconds (checked as it goes, so safe in any thread).
     """
+    return compare(a, b, timeout) is True
+
+
+def compare(a: str, b: str, timeout: float | None = None) -> bool | None:
+    """`equivalent`, but None when either text is outside the grammar (`OutsideGrammar`: another
+    reader may know it) or the check ran past `timeout`; False when both are in the grammar and
+    differ, or when one is a constant that is undefined or too large to compute (`2^{10^{100}}`,
+    `\\frac{1}{0}`: no other reader should be asked)."""
     deadline = time.monotonic() + timeout if timeout is not None else None
+    trees = []
+    for text in (a, b):
+        try:
+            trees.append(parse(text))
+        except OutsideGrammar:
+            trees.append(None)
+        except ExpressionError:  # too long, too deep, too many digits: refused, not unknown
+            return False
+    if None in trees:  # unknown, unless the side read is a constant too large or undefined
+        for tree in trees:
+            if tree is not None and not variables(tree):
+                try:
+                    evaluate(tree, deadline=deadline)
+                except ExpressionTimeout:
+                    return None
+                except ExpressionError:
+                    return False
+        return None
+    tree_a, tree_b = trees
     try:
-        tree_a, tree_b = parse(a), parse(b)
         names = sorted(variables(tree_a) | variables(tree_b))
         if not names:
             return values_equal(evaluate(tree_a, deadline=deadline), evaluate(tree_b, deadline=deadline))
@@ -472,7 +504,7 @@ def equivalent(a: str, b: str, timeout: float | None = None) -> bool:
                 try:
                     results.append(evaluate(tree, point, deadline))
                 except ExpressionTimeout:
-                    return False
+                    return None
                 except ExpressionError:
                     results.append(None)
             if results[0] is None and results[1] is None:
@@ -481,5 +513,7 @@ def equivalent(a: str, b: str, timeout: float | None = None) -> bool:
                 return False
             compared += 1
         return compared >= 2
+    except ExpressionTimeout:
+        return None
     except (ArithmeticError, ValueError):  # ExpressionError, or a float conversion overflowing
         return False

@@ -31,6 +31,7 @@ from envs.charts.env import parse_number as chart_number
 from envs.charts.plotting import plotting_code
 from envs.charts.render import RenderError, run_plotting_code
 from envs.charts.synth import make_chart
+from envs.math import verify as math_verify_process
 from envs.math.answers import answers_match, extract_answer, normalize_answer, parse_number
 from envs.math.arithmetic import computations, evaluate
 from envs.math.critics import OracleCritic
@@ -138,10 +139,26 @@ NUMERIC = [
     "x" * 5000,
 ]
 ADVERSARIAL = CODE_LIKE + NUMERIC
-GOLDS = ["1", "0", "x^2+1", "\\sqrt{2}", "3/4"]
+GOLDS = ["1", "0", "x^2+1", "\\sqrt{2}", "3/4", "\\binom{4}{2}"]
+# LaTeX the closed grammar does not read, so math-verify's child process reads it.
+LATEX_CODE_LIKE = [
+    "\\operatorname{eval}(1)",
+    "\\mathrm{exec}(x) + \\binom{2}{1}",
+    "\\binom{\\text{__import__}}{1}",
+    "\\begin{pmatrix} \\text{open} \\\\ 1 \\end{pmatrix}",
+    "\\lfloor 10^{100} \\rfloor",
+    "\\{1, 2, \\ldots\\}",
+]
 
 
-@pytest.mark.parametrize("text", ADVERSARIAL)
+@pytest.fixture(scope="module", autouse=True)
+def math_verifier_started():
+    """math-verify's process started once, before any timed or audited math check: its start is a
+    process start, and it takes longer than one check may (later checkers are forked by it)."""
+    assert math_verify_process.warm_up()
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL + LATEX_CODE_LIKE)
 def test_math_answers_are_never_evaluated_and_checked_in_bounded_time(text):
     with no_evaluation():
         for gold in GOLDS:
