@@ -32,6 +32,8 @@ class VLLMAgent(TokenCountingAgent):
     loaded objects.
     """
 
+    accepts_images = False  # prompts are text: image parts are flattened to their text
+
     def __init__(
         self,
         path: str,

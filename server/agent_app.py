@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from envs.errors import public_message
 from server import AGENT_TOKEN_ENV
 from server.agent_batcher import (
     GenerationBatcher,
@@ -106,6 +107,7 @@ class OpenAIError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ):
+        message = public_message(message)  # a message may reach a client; a server path may not
         super().__init__(message)
         self.status = status
         self.message = message

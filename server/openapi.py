@@ -109,6 +109,7 @@ def _create_schema(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     "env": {"const": env_id},
                     "kwargs": {"anyOf": [spec.get("kwargs_schema") or {"type": "object"}, {"type": "null"}]},
                 },
+                "additionalProperties": False,
             }
         )
     return branches[0] if len(branches) == 1 else {"oneOf": branches}
@@ -361,7 +362,12 @@ def _episode_paths(auth: tuple[int, ...], action: dict[str, Any]) -> dict[str, A
                 "summary": "Take one text action",
                 "parameters": sid,
                 "requestBody": _body(
-                    {"type": "object", "required": ["action"], "properties": {"action": action}},
+                    {
+                        "type": "object",
+                        "required": ["action"],
+                        "properties": {"action": action},
+                        "additionalProperties": False,
+                    },
                     required=True,
                 ),
                 "responses": {
@@ -410,6 +416,7 @@ def _batch_path(auth: tuple[int, ...]) -> dict[str, Any]:
         "type": "object",
         "required": ["steps"],
         "properties": {"steps": {"type": "array", "items": {"$ref": "#/components/schemas/BatchEntry"}}},
+        "additionalProperties": False,
     }
     results = {
         "type": "object",
