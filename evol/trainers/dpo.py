@@ -11,7 +11,10 @@ computed once before training with `precompute_ref_log_probs`), or another check
 by `reference_model`.
 
 `preference_tune(base_model, pairs, output_dir, settings)` is the learn step the
-self-improvement loop calls with `learn: dpo`; pairs come from `evol.trainers.pairs`.
+self-improvement loop calls with `learn: dpo`; pairs come from `evol.trainers.pairs`. A vision
+checkpoint (`hf-vision`) learns from pairs with image prompts on TRL's vision path (the
+reference's log-probs cannot be precomputed there); a text checkpoint sees their text
+(`evol.trainers.vision`).
 `evol train dpo` runs it on files: preference JSONL (`{prompt|messages, chosen, rejected}`)
 or rollout files whose K samples per task are paired.
 
@@ -28,14 +31,27 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evol.trainers.config import save_config
 from evol.trainers.pairs import PAIRINGS, pairs_from_files, write_pairs
-from evol.trainers.sft import TrainResult, TrainSettings, _checkpointing_arg, _load_model
+from evol.trainers.sft import (
+    TrainResult,
+    TrainSettings,
+    _checkpointing_arg,
+    _load_model,
+    _load_vision_model,
+    _train_and_save,
+)
+from evol.trainers.vision import (
+    check_image_tokens_fit,
+    collated_lengths,
+    is_vision_checkpoint,
+    text_pairs,
+    vision_pairs,
+)
 
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust")
 
@@ -122,11 +138,15 @@ def preference_tune(
     output_dir = Path(output_dir)
     model_dir = output_dir / "model"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if is_vision_checkpoint(base_model):
+        return _preference_tune_vision(base_model, pairs, output_dir, settings)
     tokenizer, model = _load_model(base_model, settings)
     reference = None
     if settings.reference_model is not None:
         _, reference = _load_model(settings.reference_model, TrainSettings(bf16=settings.bf16))
-    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    rows = [
+        {"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in text_pairs(pairs)
+    ]
     steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
     trainer = DPOTrainer(
         model=model,
@@ -140,19 +160,63 @@ def preference_tune(
         len(p) + max(len(c), len(r))
         for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])
     ]
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    if settings.lora:
-        trainer.model = trainer.model.merge_and_unload()
-    trainer.model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    seconds, losses = _train_and_save(trainer, settings, model_dir, tokenizer)
     return TrainResult(
         model_dir=model_dir,
         examples=len(rows),
         tokens=int(sum(lengths) * settings.epochs),
         truncated=sum(length > settings.max_length for length in lengths),
+        seconds=seconds,
+        losses=losses,
+    )
+
+
+def check_vision_settings(settings: DPOSettings) -> None:
+    """Refuses, naming the field, what DPO of a vision checkpoint cannot do."""
+    if settings.precompute_ref_log_probs:
+        raise ValueError(
+            "dpo.precompute_ref_log_probs: TRL cannot precompute the reference's log-probs for a vision "
+            "model (images are processed per batch); set it to false"
+        )
+    if settings.reference_model is not None and not is_vision_checkpoint(settings.reference_model):
+        raise ValueError(
+            f"dpo.reference_model: {settings.reference_model} is not a vision checkpoint like the model"
+        )
+
+
+def _preference_tune_vision(
+    base_model: str | Path, pairs: list[dict[str, Any]], output_dir: Path, settings: DPOSettings
+) -> TrainResult:
+    """`preference_tune` of an image-text-to-text checkpoint: TRL's vision preference collator
+    (images in the prompt, loss on the reply tokens); the processor is saved beside the model."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    check_vision_settings(settings)
+    model_dir = output_dir / "model"
+    rows = vision_pairs(pairs, settings.max_images)
+    processor, model = _load_vision_model(base_model, settings)
+    reference = None
+    if settings.reference_model is not None:
+        _, reference = _load_vision_model(settings.reference_model, TrainSettings(bf16=settings.bf16))
+    image_token = getattr(processor, "image_token_id", None)
+    lengths = collated_lengths(DataCollatorForVisionPreference(processor=processor), rows, image_token)
+    truncated = check_image_tokens_fit(lengths, settings.max_length, "dpo.max_length")
+    steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=reference,
+        args=_dpo_config(output_dir, settings, steps_per_epoch),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=processor,
+    )
+    seconds, losses = _train_and_save(trainer, settings, model_dir, processor)
+    return TrainResult(
+        model_dir=model_dir,
+        examples=len(rows),
+        tokens=int(sum(min(length, settings.max_length) for length, _ in lengths) * settings.epochs),
+        truncated=truncated,
         seconds=seconds,
         losses=losses,
     )
@@ -191,6 +255,8 @@ class PreferenceConfig:
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
         if self.pairs_per_task < 1:
             raise ValueError("pairs_per_task must be >= 1")
+        if is_vision_checkpoint(self.model):
+            check_vision_settings(self.dpo)
 
 
 class PreferenceTrainer:

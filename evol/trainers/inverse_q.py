@@ -25,7 +25,8 @@ The paper leaves these choices open; each is a field of `InverseQSettings`, defa
 | `credit_scale` | 1.0 | credits multiplied by this before clipping |
 | `center_credits` | false | subtract each response's mean credit (credit only relative to its own tokens) |
 
-`inverse_q_tune(base_model, rows, output_dir, settings)` is the learn step the
+Inverse-Q* trains text models: image observations in trajectories are read as their text
+parts, as `hf:` agents see them. `inverse_q_tune(base_model, rows, output_dir, settings)` is the learn step the
 self-improvement loop calls with `learn: inverse_q`; `rows` are `{"prompt": [messages],
 "completion": [assistant message], "guidance": str}` (`inverse_q_rows` makes them from
 trajectories). `evol train inverse-q` runs it on rollout files:
@@ -51,6 +52,7 @@ from typing import Any, Literal
 from agents.base import sees_instruction, window
 from evol.trainers.config import save_config
 from evol.trainers.sft import TrainResult, TrainSettings, _load_model
+from evol.trainers.vision import is_vision_checkpoint, text_messages
 from evol.trajectory import Trajectory
 
 DEFAULT_PRINCIPLE = (
@@ -195,8 +197,8 @@ def inverse_q_rows(
                 continue
             rows.append(
                 {
-                    "prompt": window(messages[:end], history_turns, keep),
-                    "completion": [messages[end]],
+                    "prompt": text_messages(window(messages[:end], history_turns, keep)),
+                    "completion": text_messages([messages[end]]),
                     "guidance": guidance,
                 }
             )
@@ -335,6 +337,8 @@ def inverse_q_tune(
 
     if not rows:
         raise ValueError("no Inverse-Q* rows (no completed turns, or no guidance for any of them)")
+    if is_vision_checkpoint(base_model):
+        raise ValueError("Inverse-Q* trains text models; image observations are read as their text")
     output_dir = Path(output_dir)
     model_dir = output_dir / "model"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

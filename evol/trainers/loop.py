@@ -343,10 +343,17 @@ class SelfImproveTrainer:
         self.log(f"[{self.tag}] env servers: {', '.join(self.urls)}")
 
     def policy(self, model_dir: Path):
+        """The agent of the checkpoint in `model_dir` (a vision checkpoint gets the agent that sees images)."""
         if self.config.backend == "vllm":
             from agents.vllm_backend import VLLMAgent
 
             return VLLMAgent(str(model_dir), seed=self.config.seed)
+        from evol.trainers.vision import is_vision_checkpoint
+
+        if is_vision_checkpoint(model_dir):
+            from agents.hf_vision import HFVisionAgent
+
+            return HFVisionAgent(str(model_dir), device=self.config.device, seed=self.config.seed)
         from agents.hf import HFAgent
 
         return HFAgent(

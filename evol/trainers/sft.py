@@ -2,7 +2,9 @@
 optionally weighted per trajectory (reward-weighted log-likelihood), optionally LoRA.
 
 `fine_tune(base_model, examples, output_dir, settings)` is the learning step shared by
-behaviour cloning and AgentEvol; it returns the directory of a normal HF checkpoint.
+behaviour cloning and AgentEvol; it returns the directory of a normal HF checkpoint. A vision
+checkpoint (`hf-vision`) trains on TRL's vision-language path and image-mode trajectories
+train a text checkpoint on their text: `evol.trainers.vision` says how.
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ class TrainSettings:
         default=None,
         metadata={"help": "modules that get adapters; null: peft's default for the architecture"},
     )
+    max_images: int = field(
+        default=1,
+        metadata={
+            "help": "vision models: the latest images of a conversation trained on; older ones become the "
+            'text "[image]" (as hf-vision agents see them, their max_images)'
+        },
+    )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
@@ -82,6 +91,8 @@ class TrainSettings:
                 raise ValueError(f"train.{name} must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("train.warmup_ratio must be in [0, 1)")
+        if self.max_images < 0:
+            raise ValueError("train.max_images must be >= 0")
 
 
 @dataclass
@@ -146,23 +157,41 @@ def _load_model(base_model: str | Path, settings: TrainSettings) -> tuple[Any, A
     model = AutoModelForCausalLM.from_pretrained(
         base_model, dtype=torch.bfloat16 if settings.bf16 else torch.float32
     )
+    return tokenizer, _with_lora(model, settings, settings.lora_target_modules)
+
+
+def _with_lora(model: Any, settings: TrainSettings, target_modules: list[str] | str | None) -> Any:
+    """`model` wrapped in LoRA adapters on `target_modules` when `settings.lora` asks for them."""
+    if not settings.lora:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=target_modules,
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def _load_vision_model(base_model: str | Path, settings: TrainSettings) -> tuple[Any, Any]:
+    """The processor and the image-text-to-text model, LoRA-wrapped if asked (on the language
+    model's modules unless `lora_target_modules` names others)."""
+    from evol.trainers.vision import language_lora_modules, load_vision_model
+
+    processor, model = load_vision_model(base_model, settings.bf16)
     if settings.lora:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=settings.lora_r,
-                lora_alpha=settings.lora_alpha,
-                lora_dropout=settings.lora_dropout,
-                target_modules=settings.lora_target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
-    return tokenizer, model
+        model = _with_lora(model, settings, settings.lora_target_modules or language_lora_modules(model))
+    return processor, model
 
 
-def _sft_config(output_dir: Path, settings: TrainSettings, steps_per_epoch: int) -> Any:
+def _sft_config(
+    output_dir: Path, settings: TrainSettings, steps_per_epoch: int, assistant_only_loss: bool = True
+) -> Any:
     """TRL's SFTConfig for `settings`: loss on assistant turns only, checkpoints under `output_dir`."""
     import torch
     from trl import SFTConfig
@@ -177,7 +206,7 @@ def _sft_config(output_dir: Path, settings: TrainSettings, steps_per_epoch: int)
         lr_scheduler_type=settings.lr_scheduler,
         weight_decay=settings.weight_decay,
         max_length=settings.max_length,
-        assistant_only_loss=True,
+        assistant_only_loss=assistant_only_loss,
         save_strategy="steps" if settings.save_steps else "no",
         save_steps=settings.save_steps or 500,
         logging_steps=settings.logging_steps,
@@ -192,6 +221,22 @@ def _sft_config(output_dir: Path, settings: TrainSettings, steps_per_epoch: int)
     )
 
 
+def _train_and_save(
+    trainer: Any, settings: TrainSettings, model_dir: Path, processing_class: Any
+) -> tuple[float, list[float]]:
+    """Run `trainer`, merge LoRA adapters into the weights, save the model with its tokenizer or
+    processor in `model_dir`: (training seconds, logged losses)."""
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    if settings.lora:
+        trainer.model = trainer.model.merge_and_unload()
+    trainer.model.save_pretrained(model_dir)
+    processing_class.save_pretrained(model_dir)
+    return seconds, losses
+
+
 def fine_tune(
     base_model: str | Path,
     examples: list[dict[str, Any]],
@@ -203,11 +248,17 @@ def fine_tune(
 
     if not examples:
         raise ValueError("no training examples (check the data files and the reward filter)")
+    from evol.trainers.vision import is_vision_checkpoint, text_examples
+
     output_dir = Path(output_dir)
     model_dir = output_dir / "model"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if is_vision_checkpoint(base_model):
+        return _fine_tune_vision(base_model, examples, output_dir, settings)
     tokenizer, model = _load_model(base_model, settings)
-    rows = [{"messages": e["messages"], "weight": float(e.get("weight", 1.0))} for e in examples]
+    rows = [
+        {"messages": e["messages"], "weight": float(e.get("weight", 1.0))} for e in text_examples(examples)
+    ]
     dataset = Dataset.from_list(rows)
     steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
     args = _sft_config(output_dir, settings, steps_per_epoch)
@@ -228,18 +279,70 @@ def fine_tune(
             len(rows),
             settings.max_length,
         )
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    if settings.lora:
-        trainer.model = trainer.model.merge_and_unload()
-    trainer.model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    seconds, losses = _train_and_save(trainer, settings, model_dir, tokenizer)
     return TrainResult(
         model_dir=model_dir,
         examples=len(rows),
         tokens=int(sum(lengths) * settings.epochs),
+        truncated=truncated,
+        seconds=seconds,
+        losses=losses,
+    )
+
+
+def _fine_tune_vision(
+    base_model: str | Path, examples: list[dict[str, Any]], output_dir: Path, settings: TrainSettings
+) -> TrainResult:
+    """`fine_tune` of an image-text-to-text checkpoint on TRL's vision-language path; the
+    processor is saved beside the model, so `hf-vision:` loads the result."""
+    from datasets import Dataset
+
+    from evol.trainers.vision import (
+        check_image_tokens_fit,
+        collated_lengths,
+        loss_template,
+        vision_examples,
+        weighted_vision_collator_class,
+    )
+
+    model_dir = output_dir / "model"
+    rows = vision_examples(examples, settings.max_images)
+    processor, model = _load_vision_model(base_model, settings)
+    assistant_only, template = loss_template(processor)
+    collator_class = weighted_vision_collator_class()
+
+    def collator(max_length: int | None) -> Any:
+        return collator_class(
+            processor=processor,
+            max_length=max_length,
+            assistant_only_loss=assistant_only,
+            chat_template=template,
+        )
+
+    image_token = getattr(processor, "image_token_id", None)
+    lengths = collated_lengths(collator(None), rows, image_token)
+    truncated = check_image_tokens_fit(lengths, settings.max_length, "train.max_length")
+    if truncated:
+        log.warning(
+            "%d of %d trajectories were cut to max_length=%d tokens",
+            truncated,
+            len(rows),
+            settings.max_length,
+        )
+    steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
+    trainer_class, _ = _weighted_trainer_class()
+    trainer = trainer_class(
+        model=model,
+        args=_sft_config(output_dir, settings, steps_per_epoch, assistant_only),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=processor,
+        data_collator=collator(settings.max_length),
+    )
+    seconds, losses = _train_and_save(trainer, settings, model_dir, processor)
+    return TrainResult(
+        model_dir=model_dir,
+        examples=len(rows),
+        tokens=int(sum(min(length, settings.max_length) for length, _ in lengths) * settings.epochs),
         truncated=truncated,
         seconds=seconds,
         losses=losses,

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from evol.trainers.data import load_trajectories
-from evol.trainers.dpo import preference_tune
+from evol.trainers.dpo import check_vision_settings, preference_tune
 from evol.trainers.pairs import pairs_from_trajectories, write_pairs
 from evol.trainers.sft import TrainResult
+from evol.trainers.vision import is_vision_checkpoint
 
 
 class DPOObjective:
@@ -17,6 +18,8 @@ class DPOObjective:
     def check(self, config: Any) -> None:
         if config.samples_per_task < 2:
             raise ValueError("samples_per_task: learn=dpo pairs samples of one task and needs K >= 2")
+        if Path(config.base_model).is_dir() and is_vision_checkpoint(config.base_model):
+            check_vision_settings(config.dpo)
 
     def learn(self, loop: Any, iteration: int, iteration_dir: Path, start: Path) -> TrainResult:
         config = loop.config

@@ -11,6 +11,7 @@ from evol.trainers.data import load_trajectories
 from evol.trainers.inverse_q import inverse_q_rows, inverse_q_tune
 from evol.trainers.pairs import task_identity
 from evol.trainers.sft import TrainResult
+from evol.trainers.vision import is_vision_checkpoint
 from evol.trajectory import Trajectory
 
 
@@ -38,6 +39,8 @@ class InverseQObjective:
     name = "inverse_q"
 
     def check(self, config: Any) -> None:
+        if Path(config.base_model).is_dir() and is_vision_checkpoint(config.base_model):
+            raise ValueError("learn: inverse_q trains text models; base_model is a vision checkpoint")
         if config.inverse_q.guidance == "hint":
             missing = [e for e in config.envs if envs.env_class(e).expert_action is TextEnv.expert_action]
             if missing:
