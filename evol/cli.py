@@ -1,7 +1,7 @@
 """The `evol` command line: one module per command in `evol.commands`, each with
 `register(subparsers)` and `run(args)`; this module only builds the parser from them.
 
-    evol envs | check | serve | play | rollout | eval | serve-agent | data | train | quickstart
+    evol envs | check | serve | play | rollout | eval | serve-agent | data | train | analyze | quickstart
 """
 
 from __future__ import annotations

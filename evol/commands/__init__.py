@@ -12,7 +12,19 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-COMMANDS = ("envs", "check", "serve", "play", "rollout", "eval", "serve_agent", "data", "train", "quickstart")
+COMMANDS = (
+    "envs",
+    "check",
+    "serve",
+    "play",
+    "rollout",
+    "eval",
+    "serve_agent",
+    "data",
+    "train",
+    "analyze",
+    "quickstart",
+)
 
 
 class CommandParser(argparse.ArgumentParser):
