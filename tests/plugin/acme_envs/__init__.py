@@ -93,8 +93,7 @@ class SignalEnv(TextEnv):
     """Answer a signal with its action: a task a tiny model learns in seconds from what it sees.
 
     ## Description
-    The observation names a signal colour; the agent answers with the action it stands for.
-    One turn per episode. There is no split: trainers hold out tasks by hash.
+    The observation names a signal colour; the agent answers with the action it stands for. There is no split: trainers hold out tasks by hash.
 
     ## Instruction and action format
     One word: `stop` (red), `go` (green), `wait` (yellow) or `turn` (blue).
@@ -106,13 +105,14 @@ class SignalEnv(TextEnv):
     The answer is the signal's action.
 
     ## Termination
-    After the first answer.
+    After the first answer (one of the four words; anything else is invalid and counts as a
+    turn); truncated after `max_turns` (5).
 
     ## Task options
     `task`: 0..999; the colour is `task % 4` of red, green, yellow, blue.
     """
 
-    max_turns = 1
+    max_turns = 5
     success_rule = "the answer is the signal's action"
     option_params = {"task": task_param(1000)}
 
@@ -125,7 +125,10 @@ class SignalEnv(TextEnv):
         }
 
     def _step(self, action):
-        self.answer = action.strip().lower()
+        answer = action.strip().lower()
+        if answer not in SIGNALS.values():
+            return self.invalid(f"Invalid answer {action!r}: answer stop, go, wait or turn.")
+        self.answer = answer
         return "Done.", float(self._success()), True, {}
 
     def _success(self):
