@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agents.base import sees_instruction
+from agents.base import sees_instruction, window
 from evol.trajectory import Trajectory, read_trajectories
 
 PAIRINGS = ("first_divergence", "whole")
@@ -45,20 +45,24 @@ def _rank(trajectory: Trajectory) -> tuple[int, float]:
 
 
 def _split_pair(
-    better: Trajectory, worse: Trajectory, pairing: str, instruction: bool
+    better: Trajectory, worse: Trajectory, pairing: str, instruction: bool, history_turns: int | None
 ) -> dict[str, Any] | None:
     a, b = better.messages, worse.messages
-    head = 0 if instruction else 1
     if pairing == "whole":
         if len(a) < 3 or len(b) < 3 or a[:2] != b[:2]:
             return None
-        return {"prompt": a[head:2], "chosen": a[2:], "rejected": b[2:]}
+        return {"prompt": window(a[:2], history_turns, instruction), "chosen": a[2:], "rejected": b[2:]}
     for index, (mine, theirs) in enumerate(zip(a, b)):
         if mine == theirs:
             continue
         if mine["role"] != "assistant" or theirs["role"] != "assistant":
             return None  # the env answered the same reply differently: no clean decision point
-        return {"prompt": a[head:index], "chosen": [mine], "rejected": [theirs]}
+        # the prompt is what the agent saw at that turn: its window of the shared prefix
+        return {
+            "prompt": window(a[:index], history_turns, instruction),
+            "chosen": [mine],
+            "rejected": [theirs],
+        }
     return None  # one conversation is a prefix of the other: nothing to prefer
 
 
@@ -67,9 +71,11 @@ def pairs_from_trajectories(
     pairing: str = "first_divergence",
     pairs_per_task: int = 1,
     instruction_in_context: bool | list[str] = True,
+    history_turns: int | None = None,
 ) -> list[dict[str, Any]]:
     """Preference rows from K samples per task: a higher-ranked (success, reward) sample of a
-    task against a lower-ranked one of the same task and seed, cut as `pairing` says."""
+    task against a lower-ranked one of the same task and seed, cut as `pairing` says; the
+    prompt is what the agent saw (`history_turns`, the instruction or not, as `agents.base.window`)."""
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
     if pairs_per_task < 1:
@@ -91,7 +97,11 @@ def pairs_from_trajectories(
                 if _rank(better) <= _rank(worse):
                     continue
                 row = _split_pair(
-                    better, worse, pairing, sees_instruction(instruction_in_context, better.env)
+                    better,
+                    worse,
+                    pairing,
+                    sees_instruction(instruction_in_context, better.env),
+                    history_turns,
                 )
                 if row is not None:
                     rows.append({**row, "env": better.env, "key": better.key})

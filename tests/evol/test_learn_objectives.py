@@ -210,6 +210,12 @@ def test_pairs_from_rollouts_pair_a_success_against_a_failure_of_the_same_task()
     )
     with pytest.raises(ValueError, match="pairing"):
         pairs_from_trajectories(rollouts, pairing="best")
+    # the prompt is what the agent saw: with history_turns=0 the instruction and the current observation
+    windowed = pairs_from_trajectories(rollouts, pairs_per_task=2, history_turns=0)
+    assert windowed[1]["prompt"] == [rollouts[0].messages[0], rollouts[0].messages[3]]
+    assert pairs_from_trajectories(rollouts, pairs_per_task=2, history_turns=0, instruction_in_context=False)[
+        1
+    ]["prompt"] == [rollouts[0].messages[3]]
 
 
 def test_faulted_episodes_and_higher_reward_ties_are_handled():

@@ -28,6 +28,7 @@ class DPOObjective:
             config.pairing,
             config.pairs_per_task,
             config.instruction_in_context,
+            config.history_turns,
         )
         write_pairs(pairs, iteration_dir / "pairs.jsonl")
         for env_id in config.envs:
