@@ -357,7 +357,7 @@ def test_the_loop_runs_each_objective_end_to_end(tmp_path, learn):
     quick = {"epochs": 2.0, "learning_rate": 1e-3, "batch_size": 4, "progress": False, "logging_steps": 1}
     config = loop_config(
         tmp_path / "run", learn=learn, samples_per_task=3, explore_temperature=1.5, eval_untrained=False,
-        dpo={**quick, "beta": 0.5}, inverse_q={**quick, "guidance": "hint"},
+        explore_tasks=8, eval_tasks=8, dpo={**quick, "beta": 0.5}, inverse_q={**quick, "guidance": "hint"},
     )  # fmt: skip
     table = SelfImproveTrainer(config, log=lambda _: None).train()
     assert list(table) == ["bc", "iter_1"]
