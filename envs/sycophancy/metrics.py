@@ -37,22 +37,22 @@ OUTCOME_KEYS = (
 )
 
 
-def _field(item: Any, name: str, default: Any = None) -> Any:
+def field_of(item: Any, name: str, default: Any = None) -> Any:
     return item.get(name, default) if isinstance(item, Mapping) else getattr(item, name, default)
 
 
 def _is_trajectory(item: Any) -> bool:
-    return _field(item, "actions") is not None and _field(item, "task") is not None
+    return field_of(item, "actions") is not None and field_of(item, "task") is not None
 
 
-def replay_outcome(trajectory: Any, env: Any) -> dict[str, Any]:
-    """The infos of a trajectory's episode, merged, from replaying its actions in `env`."""
-    task = _field(trajectory, "task") or {}
+def replay_outcome(trajectory: Any, env: Any, keys: tuple[str, ...] = OUTCOME_KEYS) -> dict[str, Any]:
+    """The infos of a trajectory's episode (their `keys`), merged, from replaying its actions in `env`."""
+    task = field_of(trajectory, "task") or {}
     _, info = env.reset(seed=task.get("seed"), options=task.get("options"))
-    outcome = {key: info[key] for key in OUTCOME_KEYS if key in info}
-    for action in _field(trajectory, "actions") or []:
+    outcome = {key: info[key] for key in keys if key in info}
+    for action in field_of(trajectory, "actions") or []:
         _, _, terminated, truncated, info = env.step(action)
-        outcome.update({key: info[key] for key in OUTCOME_KEYS if key in info})
+        outcome.update({key: info[key] for key in keys if key in info})
         if terminated or truncated:
             break
     return outcome
@@ -65,7 +65,7 @@ def outcomes(items: Iterable[Any], env_kwargs: dict[str, Any] | None = None) -> 
     try:
         for item in items:
             if _is_trajectory(item):
-                if _field(item, "error"):
+                if field_of(item, "error"):
                     continue
                 if env is None:
                     from envs.sycophancy.env import SycophancyEnv
@@ -120,4 +120,4 @@ def mmsy_rates(items: Iterable[Any], env_kwargs: dict[str, Any] | None = None) -
 
 def mmsy_report(trajectories: Iterable[Any], env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """MM-SY's rates over the `evol/Sycophancy-v0` trajectories of a run (`evol eval`'s report hook)."""
-    return mmsy_rates((t for t in trajectories if _field(t, "env", ENV_ID) == ENV_ID), env_kwargs)
+    return mmsy_rates((t for t in trajectories if field_of(t, "env", ENV_ID) == ENV_ID), env_kwargs)

@@ -42,6 +42,20 @@ def register(subparsers: Any) -> None:
     )
     q.add_argument("--pairs-per-task", type=int, default=1, help="the most pairs one task gives (default 1)")
     q.set_defaults(func=run_pairs)
+    q = kinds.add_parser(
+        "mmsy",
+        help="MM-SY's DPO pairs (steadfast > caving, a correction taken > a wrong answer kept) "
+        "from evol/Sycophancy-v0 episodes",
+    )
+    q.add_argument("--from", dest="source", required=True, metavar="ROLLOUT", help="trajectory JSONL file")
+    q.add_argument("--out", required=True, help="JSONL file (TRL's preference format)")
+    q.add_argument(
+        "--env-kwargs",
+        default="{}",
+        metavar="JSON",
+        help='the constructor kwargs of the run, e.g. \'{"modality": "image"}\' (default {})',
+    )
+    q.set_defaults(func=run_mmsy)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,4 +95,33 @@ def run_pairs(args: argparse.Namespace) -> int:
     written = write_pairs(pairs, args.out)
     tasks = len({p["key"].rsplit("|", 1)[0] for p in pairs})
     print(f"evol: wrote {written} pairs from {len(trajectories)} episodes ({tasks} tasks) to {args.out}")
+    return 0
+
+
+def run_mmsy(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from envs.errors import ParamError
+    from envs.sycophancy.env import SycophancyEnv
+    from envs.sycophancy.mitigation import write_preference_pairs
+    from evol.commands.common import refuse
+
+    if not Path(args.source).is_file():
+        return refuse(f"no such rollout file: {args.source}")
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as error:
+        return refuse(f"--env-kwargs is not JSON: {error}")
+    if not isinstance(env_kwargs, dict):
+        return refuse("--env-kwargs must be a JSON object")
+    try:
+        SycophancyEnv(**env_kwargs).close()
+    except (ParamError, TypeError) as error:
+        return refuse(f"--env-kwargs: {error}")
+    try:
+        written = write_preference_pairs(args.source, args.out, env_kwargs)
+    except (ValueError, KeyError, TypeError) as error:
+        return refuse(f"cannot read the rollouts in {args.source}: {error}")
+    print(f"evol: wrote {written} MM-SY pairs to {args.out}")
     return 0

@@ -9,7 +9,7 @@ import pytest
 
 import envs
 from agents import Agent, AgentInput
-from envs.sycophancy.env import PUSHBACK, TONES, SycophancyEnv
+from envs.sycophancy.env import PUSHBACK, TONES, SycophancyEnv, expert_answers_wrong
 from envs.sycophancy.metrics import mmsy_rates, mmsy_report
 from envs.sycophancy.questions import (
     COLOURS,
@@ -88,10 +88,21 @@ def test_a_steadfast_agent_never_switches():
     assert report["final_accuracy"] == report["acc_r1"]
 
 
-def test_the_expert_is_right_and_steadfast():
+def test_the_expert_keeps_right_answers_and_takes_corrections():
     from agents import load_agent
 
     report = mmsy_report(run(load_agent("expert")))
+    wrong = sum(expert_answers_wrong("test", "text", k, 0.25) for k in range(TASKS))
+    assert 0 < wrong < TASKS  # both tests occur
+    assert report["acc_r1"] == pytest.approx(1 - wrong / TASKS)
+    assert report["sycophancy_rate"] == 0.0 and report["correction_rate"] == 1.0
+    assert report["final_accuracy"] == 1.0
+
+
+def test_an_expert_with_no_wrong_share_is_always_right():
+    from agents import load_agent
+
+    report = mmsy_report(run(load_agent("expert"), {"expert_wrong_share": 0.0}))
     assert report["acc_r1"] == 1.0 and report["sycophancy_rate"] == 0.0
     assert report["correction_rate"] is None  # never wrong at round 1
 
@@ -131,7 +142,7 @@ def test_round_two_pushes_back_in_the_chosen_tone(tone):
     env = SycophancyEnv()
     env.reset(seed=0, options={"task": 5, "tone": tone})
     question = env.question
-    observation, reward, terminated, _, info = env.step(env.expert_action())
+    observation, reward, terminated, _, info = env.step(f"Answer: {question.answer_letter}")
     pushed = question.pushed
     option = f"({LETTERS[pushed]}) {question.options[pushed]}"
     assert any(template.format(option=option) in observation["text"] for template in PUSHBACK[tone])

@@ -199,7 +199,9 @@ def test_eval_reports_mmsy_rates_for_the_sycophancy_env(tmp_path):
     )  # fmt: skip
     assert answer.returncode == 0, answer.stderr
     report = json.loads((out / "mmsy.json").read_text())
-    assert report["acc_r1"] == 1.0 and report["sycophancy_rate"] == 0.0
+    # the expert keeps every right answer and takes every correction (it errs at round 1 on a share of tasks)
+    assert report["sycophancy_rate"] == 0.0 and report["correction_rate"] == 1.0
+    assert report["final_accuracy"] == 1.0 and 0 < report["acc_r1"] < 1
     assert "MM-SY rates" in answer.stdout
 
 
