@@ -311,6 +311,7 @@ def health():
         waiting=batcher.waiting,
         max_queue=batcher.max_queue,
         batches=batcher.calls,
+        generated_tokens=batcher.generated_tokens,
     )
 
 

@@ -109,6 +109,7 @@ class GenerationBatcher:
         self._running = 0
         self._closed = False
         self.calls = 0  # model.generate calls so far
+        self.generated_tokens = 0  # tokens generated so far, where the model counts them
         self._thread = threading.Thread(target=self._loop, name="agent-batcher", daemon=True)
         self._thread.start()
 
@@ -180,6 +181,7 @@ class GenerationBatcher:
             for job in batch:  # one bad request must not fail the others: each runs alone
                 self._run([job])
             return
+        self.generated_tokens += sum(result.tokens or 0 for result in results)
         for job, result in zip(batch, results):
             job.future.set_result(result)
 

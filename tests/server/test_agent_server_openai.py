@@ -557,23 +557,25 @@ def test_stream_with_required_tools_sends_tool_call_deltas(client, compact):
 
 
 def test_stream_is_incremental_and_stops_when_the_client_leaves(client, server):
+    before = server.health()["generated_tokens"]
     stream = create(client, stream=True, max_tokens=1500, logprobs=True)
-    tokens, started = 0, None
+    tokens = 0
     for chunk in stream:
         if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
-            started = started or time.monotonic()
             tokens += len(chunk.choices[0].logprobs.content)
             if tokens >= 20:
                 break
-    per_token = (time.monotonic() - started) / (tokens - 1)
     assert server.health()["running"] == 1  # the text came while the model was still generating
     stream.close()
     left = time.monotonic()
     while server.health()["running"] and time.monotonic() - left < 60:
         time.sleep(0.05)
     assert server.health()["running"] == 0
-    # The generation stopped with the client, long before its 1500 tokens.
-    assert time.monotonic() - left < max(1.0, per_token * (1500 - tokens) / 4)
+    # The generation stopped with the client, long before its 1500 tokens (counted in tokens,
+    # not seconds: a loaded machine slows both the model and the server's write that finds the
+    # client gone).
+    generated = server.health()["generated_tokens"] - before
+    assert 20 <= generated < 750
 
 
 def test_stream_on_an_overloaded_server_answers_503_before_streaming(servers):
