@@ -110,11 +110,21 @@ BUILTIN_REPORTS: tuple[EvalReport, ...] = (
         envs=("evol/MathCritique-v0",),
         function="envs.math.scaling:scaling_report",
         file="test_time.json",
-        headline=("tasks", "samples", "before", "after", "fixed_by_refinement", "broken_by_refinement"),
+        headline=(
+            "tasks",
+            "samples",
+            "before",
+            "after",
+            "fixed_by_refinement",
+            "broken_by_refinement",
+            "critiques",
+        ),
         options={
             "refine": EvalOption(int, 0, "critique-then-refine rounds (math envs)", "R"),
             "critic": EvalOption(
-                str, "oracle", "critic for --refine: oracle (default), or set it on the server"
+                str,
+                "oracle",
+                "critic for --refine: oracle (default) or an agent spec (hf:PATH, openai:URL#MODEL)",
             ),
         },
         env_kwargs="envs.math.scaling:refine_kwargs",

@@ -5,7 +5,10 @@ the trainers' per-stage evaluation and the quickstart run: it runs the test task
 from `out_dir/trajectories.jsonl`), writes success per env as JSON, a Markdown table and a
 PNG bar chart (`results.json`, `results.md`, `success.png`), and the reports the env
 families register for their envs (`envs.register_report`: e.g. math's `test_time.json`,
-MM-SY's `mmsy.json`), without knowing any env.
+MM-SY's `mmsy.json`), without knowing any env. A report's data may hold `figure` (panels of
+curves: `{"title", "xlabel", "xname", "ylabel", "panels": [{"title", "x": [...], "series":
+{label: [y, ...]}}]}`), drawn beside its JSON as PNG (`test_time.png`) and tabulated (`figure_table`),
+and `notes` (lines `evol eval` prints).
 """
 
 from __future__ import annotations
@@ -76,6 +79,58 @@ def plot_success(
     plt.close(figure)
 
 
+def plot_figure(figure: Mapping[str, Any], path: str | Path) -> None:
+    """Draw a report's `figure`: one panel of line plots per entry of `figure["panels"]`,
+    against a log2 x axis where x is positive and spans more than one value; each series
+    has its own line style and marker, so curves that coincide stay visible."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = figure["panels"]
+    drawing, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels) + 0.6, 4.3), sharey=True, squeeze=False
+    )
+    for ax, panel in zip(axes[0], panels):
+        x = list(panel["x"])
+        for i, (label, y) in enumerate(panel["series"].items()):
+            style, marker = SERIES_STYLES[i % len(SERIES_STYLES)]
+            ax.plot(x, y, linestyle=style, marker=marker, markersize=7 - i % 4, label=label)
+        if len(set(x)) > 1 and min(x) > 0:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(x, [str(v) for v in x])
+        ax.set_title(panel["title"])
+        ax.set_xlabel(figure.get("xlabel", ""))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(figure.get("ylabel", ""))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    drawing.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9)
+    drawing.suptitle(figure.get("title", ""))
+    drawing.tight_layout(rect=(0, 0.1, 1, 1))
+    drawing.savefig(path, dpi=100)
+    plt.close(drawing)
+
+
+SERIES_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
+def figure_table(figure: Mapping[str, Any]) -> str:
+    """A report's `figure` as a Markdown table: a row per panel and series, a column per x."""
+    xs = sorted({x for panel in figure["panels"] for x in panel["x"]})
+    lines = [
+        "| " + " | ".join(["panel", "curve", *(f"{figure.get('xname', 'x')}={x}" for x in xs)]) + " |",
+        "|---|---|" + "---|" * len(xs),
+    ]
+    for panel in figure["panels"]:
+        for label, ys in panel["series"].items():
+            by_x = dict(zip(panel["x"], ys))
+            cells = [f"{by_x[x]:.3f}" if x in by_x else "" for x in xs]
+            lines.append("| " + " | ".join([panel["title"], label, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(trajectories: list[Trajectory], out_dir: str | Path, agent: str) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,9 +151,18 @@ class EnvReport:
     path: Path
     data: dict[str, Any] | None = None
     error: str | None = None
+    figure_path: Path | None = None  # the PNG of the report's `figure`, where it has one
 
     def headline(self) -> dict[str, Any]:
         return {key: self.data[key] for key in self.report.headline if key in (self.data or {})}
+
+    def table(self) -> str:
+        """The report's figure as a Markdown table ("" without one)."""
+        figure = (self.data or {}).get("figure")
+        return figure_table(figure) if figure else ""
+
+    def notes(self) -> list[str]:
+        return list((self.data or {}).get("notes") or [])
 
 
 def report_path(out: Path, report: EvalReport, env_id: str, shared: bool) -> Path:
@@ -126,6 +190,9 @@ def write_env_reports(
                     [t for t in trajectories if t.env == env_id], env_kwargs.get(env_id)
                 )
                 result.path.write_text(json.dumps(result.data, indent=2))
+                if result.data.get("figure"):
+                    result.figure_path = result.path.with_suffix(".png")
+                    plot_figure(result.data["figure"], result.figure_path)
             except Exception as error:  # a family's report must not lose the run's results
                 result.error = f"{type(error).__name__}: {error}"
             written.append(result)
@@ -146,9 +213,16 @@ class Evaluation:
     reports: list[EnvReport] = field(default_factory=list)
 
 
-def eval_specs(tasks: Mapping[str, int], samples: int = 1) -> list[EpisodeSpec]:
-    """Test tasks 0..n-1 of each env (`tasks`: env id -> n), `samples` episodes each."""
-    return [spec for env_id, n in tasks.items() for spec in task_specs([env_id], n, TEST_SPLIT, samples)]
+def eval_specs(
+    tasks: Mapping[str, int], samples: int = 1, options: Mapping[str, Any] | None = None
+) -> list[EpisodeSpec]:
+    """Test tasks 0..n-1 of each env (`tasks`: env id -> n), `samples` episodes each, with the
+    task `options` (e.g. `{"difficulty": "hard"}`) in every reset."""
+    return [
+        spec
+        for env_id, n in tasks.items()
+        for spec in task_specs([env_id], n, TEST_SPLIT, samples, options=options)
+    ]
 
 
 def evaluate(
@@ -161,17 +235,19 @@ def evaluate(
     env_kwargs: Mapping[str, dict] | None = None,
     log: Callable[[str], Any] | None = None,
     specs: list[EpisodeSpec] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Run the test tasks with `engine` (closed afterwards) and write every report to `out_dir`.
 
     `tasks` maps env ids to how many test tasks to run; `env_kwargs` are the constructor
     kwargs the engine's envs were given (the family reports replay episodes with them);
     `log` hears the resume note of a rerun; `specs` replaces the test tasks `tasks` counts
-    (a trainer's held-out set where an env has no test split of its own). Episodes already in `out_dir/trajectories.jsonl`
-    are not run again."""
+    (a trainer's held-out set where an env has no test split of its own); `options` are task
+    options added to every test task's reset (checked by the caller: `evol.rollout.check_task_options`).
+    Episodes already in `out_dir/trajectories.jsonl` are not run again."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    specs = specs if specs is not None else eval_specs(tasks, samples)
+    specs = specs if specs is not None else eval_specs(tasks, samples, options)
     run = run_specs(engine, specs, out / "trajectories.jsonl", log)
     keys = {spec.key for spec in specs}
     trajectories = final_attempts(t for t in read_trajectories(run.path) if t.key in keys)

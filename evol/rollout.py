@@ -22,7 +22,7 @@ import itertools
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,8 @@ from tqdm import tqdm
 
 import envs
 from agents.base import Agent, AgentInput, AgentOutput, SamplingParams, sees_instruction, window
+from envs.errors import ParamError
+from envs.params import check_params
 from envs.remote import RemoteEnv, RemoteEnvError, Reset, RetryPolicy, ServerBusy, batch_reset, batch_step
 from envs.wire import encode_image
 from evol.env_pool import EnvPool
@@ -52,18 +54,52 @@ class EpisodeSpec:
 
 
 def task_specs(
-    env_ids: Iterable[str], episodes: int, split: str | None = None, samples: int = 1, start: int = 0
+    env_ids: Iterable[str],
+    episodes: int,
+    split: str | None = None,
+    samples: int = 1,
+    start: int = 0,
+    options: Mapping[str, Any] | None = None,
 ) -> list[EpisodeSpec]:
-    """A fixed, reproducible task set: tasks start..start+episodes-1 of each env (seed = task)."""
+    """A fixed, reproducible task set: tasks start..start+episodes-1 of each env (seed = task),
+    with the task `options` (e.g. `{"guidance": "answer"}`, see `check_task_options`) in every
+    reset."""
     specs = []
     for env_id in env_ids:
         has_split = split is not None and split in envs.env_class(env_id).splits
         for k in range(start, start + episodes):
-            options: dict[str, Any] = {"task": k}
+            task: dict[str, Any] = {"task": k, **(options or {})}
             if has_split:
-                options["split"] = split
-            specs.extend(EpisodeSpec(env_id, k, options, sample) for sample in range(samples))
+                task["split"] = split
+            specs.extend(EpisodeSpec(env_id, k, task, sample) for sample in range(samples))
     return specs
+
+
+# Options a command sets itself, and the flag that sets each.
+COMMAND_OPTIONS = {
+    "task": "--episodes/--start",
+    "split": "evol rollout --split; evol eval runs the test split",
+}
+
+
+def check_task_options(env_ids: Iterable[str], options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`options` checked against the reset options every env of `env_ids` declares
+    (`option_params`), as a client's would be; a ValueError names the option and the env."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"--options must be a JSON object, got {type(options).__name__}")
+    for key, flag in COMMAND_OPTIONS.items():
+        if key in options:
+            raise ValueError(f"--options: options.{key} is set by the command ({flag}), not in --options")
+    for env_id in env_ids:
+        try:
+            check_params(
+                envs.env_class(env_id).option_params, options, "option", owner=env_id, from_client=True
+            )
+        except ParamError as error:
+            raise ValueError(f"--options: {error}") from None
+    return dict(options)
 
 
 def user_content(observation: Any) -> Any:

@@ -4,8 +4,11 @@
 recomputes each line's arithmetic and follows the reference's step values) and names the
 first wrong step with the right computation. `ModelCritic(model)` asks a model: any
 object with `complete(conversations, ...)` (the `Completer` protocol of
-`envs.counterparts`; `agents.Agent` provides it) gets the critique prompt. `as_critic`
-takes either. See docs/architecture.md for how a counterpart model reaches an env.
+`envs.counterparts`; `agents.Agent` provides it) gets the critique prompt; a model that
+fails to answer raises `CriticError` (the episode is a fault, never a silent "no errors").
+`as_critic` takes either. A model critic named by an agent spec (`hf:PATH`,
+`openai:URL#MODEL`) is built by `evol`: `evol eval --refine R --critic SPEC` locally, `evol
+serve --counterpart critic=SPEC` on a server (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -220,6 +223,10 @@ def critique_messages(question: str, solution: str) -> list[dict[str, str]]:
     ]
 
 
+class CriticError(RuntimeError):
+    """A model critic could not answer (its server unreachable, its model failing)."""
+
+
 class ModelCritic:
     """A critic behind a model: any `Completer` (a local model, an OpenAI-compatible
     endpoint...) gets the critique prompt; its reply is parsed in the project's format or
@@ -233,24 +240,34 @@ class ModelCritic:
         self.max_new_tokens = max_new_tokens
 
     def critique(self, question: str, solution: str) -> Critique:
-        (replies,) = self.model.complete(
-            [critique_messages(question, solution)],
-            temperature=self.temperature,
-            max_new_tokens=self.max_new_tokens,
-        )
-        text = replies[0]
+        try:
+            (replies,) = self.model.complete(
+                [critique_messages(question, solution)],
+                temperature=self.temperature,
+                max_new_tokens=self.max_new_tokens,
+            )
+        except Exception as error:
+            raise CriticError(f"the critic model failed: {type(error).__name__}: {error}") from error
+        text = replies[0] if replies else ""
         try:
             return parse_critique(text)
         except CritiqueFormatError as error:
             return Critique(raw=text, format_error=str(error))
 
 
-def as_critic(critic: Any) -> Any:
-    """An object with `critique(question, solution)` as is; one with `complete` as a `ModelCritic`."""
+def as_critic(critic: Any, max_new_tokens: int = 1024) -> Any:
+    """An object with `critique(question, solution)` as is; one with `complete` as a `ModelCritic`
+    (replies of at most `max_new_tokens`)."""
     if hasattr(critic, "critique"):
         return critic
     if is_completer(critic):
-        return ModelCritic(critic)
+        return ModelCritic(critic, max_new_tokens=max_new_tokens)
+    if isinstance(critic, str):
+        raise TypeError(
+            f"critic {critic!r}: an env takes 'oracle' or a critic object; a model critic named by an "
+            "agent spec is built by evol (evol eval --refine R --critic SPEC, or evol serve "
+            "--counterpart critic=SPEC)"
+        )
     raise TypeError(
         "critic must be 'oracle', an object with critique(question, solution), or a model with "
         f"complete(conversations, ...); got {type(critic).__name__}"

@@ -21,6 +21,7 @@ MAX_CRITIQUE_LENGTH = 24_000
 MAX_REFINE_ROUNDS = 16  # each round adds an attempt and a critique to the episode
 MAX_ANSWER_TIMEOUT = 10.0  # seconds of one symbolic answer check
 MAX_PREFIX_STEPS = 100
+MAX_CRITIC_TOKENS = 8192
 ANSWER_FORMAT = (
     "Solve it step by step: one step a line, each with its computation written out "
     "(for example `3 * 12 = 36`), and end with the line `The answer is N.`"
@@ -91,13 +92,17 @@ class MathCritiqueEnv(TextEnv):
     info has `task`, `split`, `difficulty` and `guidance` (what a trainer needs to
     resample the tail), and after each attempt `answer`, `correct`, `attempts` (each
     attempt's answer and correctness), `first_correct` and `fixed_by_refinement`; a
-    critique's `first_wrong_step` and `verdict` go in `info["critique"]`.
+    critique's `first_wrong_step` and `verdict` go in `info["critique"]`. The last step's
+    `info["outcome"]` (kept in the trajectory) has the gold answer, the difficulty, the
+    critic and how many critiques were given and how many of them could not be read.
 
     Constructor kwargs: `data` (a local .jsonl/.json/.parquet file, or a mapping of
     split to file; default: generated problems), `critic` (None: no critic; "oracle":
     the exact step checker, for generated problems and annotated GSM8K; or an object with
     `critique(question, solution)`, or a model with `complete(conversations, ...)`, such as
-    an agent, which is wrapped into a `ModelCritic`), `refine_rounds` (default 2, at most 16), `critique_when` ("wrong": the gold
+    an agent, which is wrapped into a `ModelCritic`; `evol eval --refine R --critic SPEC`
+    builds one from an agent spec), `critic_max_tokens` (a model critic's reply length,
+    default 1024), `refine_rounds` (default 2, at most 16), `critique_when` ("wrong": the gold
     check decides, the default; "always": every attempt is critiqued and the critic's
     verdict decides), `difficulty` (default "mixed"), `answer_timeout` (seconds per
     symbolic answer check, default 2, from 0.1 to 10), `max_turns` (at most 100),
@@ -120,6 +125,9 @@ class MathCritiqueEnv(TextEnv):
         "data": Param("object", of=(str, os.PathLike, dict), server_only=True, help="a local problem file"),
         "critic": Param(
             "object", choices=("oracle",), help='None: no critic; "oracle" (locally also a critic or agent)'
+        ),
+        "critic_max_tokens": Param(
+            "int", default=1024, minimum=1, maximum=MAX_CRITIC_TOKENS, help="a model critic's reply length"
         ),
         "refine_rounds": Param("int", default=2, minimum=0, maximum=MAX_REFINE_ROUNDS, help="critiques"),
         "critique_when": choice_param(CRITIQUE_WHEN, default="wrong", help="which attempts are critiqued"),
@@ -148,6 +156,7 @@ class MathCritiqueEnv(TextEnv):
         self,
         data: str | Path | dict[str, str | Path] | None = None,
         critic: Any = None,
+        critic_max_tokens: int = 1024,
         refine_rounds: int = 2,
         critique_when: str = "wrong",
         difficulty: str = "mixed",
@@ -163,12 +172,18 @@ class MathCritiqueEnv(TextEnv):
         self.difficulty = difficulty
         self.answer_timeout = float(answer_timeout)
         self.critic_name = None if critic is None else "oracle" if critic == "oracle" else "model"
-        self._critic = None if critic is None or critic == "oracle" else as_critic(critic)
+        self._critic = (
+            None
+            if critic is None or critic == "oracle"
+            else as_critic(critic, max_new_tokens=critic_max_tokens)
+        )
         self._data = load_problem_files(data, self.splits)
         self._problem: Problem | None = None
         self._episode_critic: Any = None
         self._prefix: list[str] = []
         self._attempts: list[dict[str, Any]] = []
+        self._critiques: list[dict[str, Any]] = []  # each critique's summary, this episode
+        self._critic_used: str | None = None
         self._labels: dict[str, Any] = {}
 
     # ---- episode ----------------------------------------------------------------------
@@ -194,16 +209,18 @@ class MathCritiqueEnv(TextEnv):
             raise TaskOptionError("options.prefix_steps applies with guidance 'state_reset' only")
         self._problem = problem
         self._attempts = []
+        self._critiques = []
         if guidance == "interactive" or self.critic_name == "oracle":
             self._episode_critic = OracleCritic(problem)
         else:
             self._episode_critic = self._critic
+        self._critic_used = "oracle" if guidance == "interactive" else self.critic_name
         self._labels = {"task": task, "split": split, "difficulty": problem.difficulty, "guidance": guidance}
         info = {
             "instruction": self._instruction(guidance),
             **self._labels,
             "source": problem.source,
-            "critic": "oracle" if guidance == "interactive" else self.critic_name,
+            "critic": self._critic_used,
             "refine_rounds": self.refine_rounds,
         }
         if guidance == "state_reset":
@@ -229,6 +246,7 @@ class MathCritiqueEnv(TextEnv):
             return self._end(answer, correct, info)
         critique = critic.critique(problem.question, solution)
         info["critique"] = critique.summary()
+        self._critiques.append(info["critique"])
         if when == "always" and critique.verdict is True:
             return self._end(answer, correct, info)
         rest = (
@@ -261,7 +279,15 @@ class MathCritiqueEnv(TextEnv):
         return text, reward, terminated, {**self._labels, **info}
 
     def outcome(self) -> dict[str, Any]:
-        return {"gold_answer": self.gold_answer}
+        """The gold answer and difficulty (for the test-time report), and what the critiques said."""
+        critiques = self._critiques
+        return {
+            "gold_answer": self.gold_answer,
+            "difficulty": self._problem.difficulty if self._problem is not None else None,
+            "critic": self._critic_used,
+            "critiques": len(critiques),
+            "unparsable_critiques": sum(not c["parsed"] for c in critiques),
+        }
 
     def _attempt_info(self) -> dict[str, Any]:
         attempts = [dict(a) for a in self._attempts]

@@ -12,13 +12,53 @@ def register(subparsers: Any) -> None:
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     q = kinds.add_parser(
         "critiques",
-        help="AutoMathCritique-style SFT examples (question, flawed solution, critique, refinement)",
+        help="AutoMathCritique-style critic SFT records in MathCritique's alpaca format "
+        "(correct, inserted, sampled and resampled solutions; Monte-Carlo filtered critiques)",
     )
-    q.add_argument("--n", type=int, required=True, help="examples to write")
-    q.add_argument("--out", required=True, help="JSONL file")
+    q.add_argument("--n", type=int, required=True, help="records to write")
+    q.add_argument("--out", required=True, help="JSONL file (a .json path: one JSON list, as released)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--split", default="train")
-    q.set_defaults(func=run)
+    q.add_argument("--split", default="train", help="train (default) or test")
+    q.add_argument(
+        "--difficulty", default="mixed", help="easy, medium, hard or mixed (levels take turns; default)"
+    )
+    q.add_argument(
+        "--data", metavar="FILE", help="a GSM8K- or MATH-style problem file instead of generated ones"
+    )
+    q.add_argument(
+        "--actor",
+        metavar="SPEC",
+        help="agent spec that samples solutions (sampled, resampled-from-a-step); default none",
+    )
+    q.add_argument(
+        "--methods",
+        help="comma-separated flawed-solution methods taking turns: inserted, sampled, resampled "
+        "(default: inserted, plus sampled and resampled with --actor)",
+    )
+    q.add_argument(
+        "--correct-share", type=float, default=0.25, help="share of correct-solution records (default 0.25)"
+    )
+    q.add_argument("--samples", type=int, default=4, help="actor samples per question (default 4)")
+    q.add_argument(
+        "--temperature", type=float, default=0.7, help="actor and refiner temperature (default 0.7)"
+    )
+    q.add_argument(
+        "--refiner",
+        default="oracle",
+        metavar="SPEC",
+        help="who writes the refinements of the Monte-Carlo filter: oracle (default; `expert` too) or an agent spec",
+    )
+    q.add_argument("--mc-k", type=int, default=4, help="refinements per critique (default 4)")
+    q.add_argument(
+        "--mc-threshold",
+        type=float,
+        default=0.5,
+        help="keep a critique if at least this share of its refinements reach the gold answer (default 0.5)",
+    )
+    q.add_argument(
+        "--max-new-tokens", type=int, default=512, help="tokens per actor or refiner reply (default 512)"
+    )
+    q.set_defaults(func=run_critiques)
     q = kinds.add_parser("charts", help="chart images, plotting code and QA JSONL (ReachQA fields)")
     q.add_argument("--n", type=int, required=True, help="charts to write")
     q.add_argument("--out", required=True, help="output directory")
@@ -59,17 +99,57 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.kind == "critiques":
-        from envs.math.data import write_critique_data
+    from envs.charts.data import write_chart_data
 
-        written = write_critique_data(args.n, args.out, seed=args.seed, split=args.split)
-    else:
-        from envs.charts.data import write_chart_data
-
-        written = write_chart_data(
-            args.n, args.out, seed=args.seed, split=args.split, processes=args.processes
-        )
+    written = write_chart_data(args.n, args.out, seed=args.seed, split=args.split, processes=args.processes)
     print(f"evol: wrote {written} {args.kind} examples to {args.out}")
+    return 0
+
+
+def run_critiques(args: argparse.Namespace) -> int:
+    from agents import LazyAgent
+    from envs.errors import ParamError
+    from envs.math.critique_data import ProblemSource
+    from envs.math.data import CritiqueDataSettings, SettingError, write_critique_data
+    from evol.commands.common import refuse
+
+    if args.n < 0:
+        return refuse(f"--n must be >= 0, got {args.n}")
+    try:
+        settings = CritiqueDataSettings(
+            seed=args.seed,
+            split=args.split,
+            difficulty=args.difficulty,
+            data=args.data,
+            methods=tuple(m.strip() for m in args.methods.split(",")) if args.methods is not None else None,
+            correct_share=args.correct_share,
+            samples=args.samples,
+            temperature=args.temperature,
+            mc_k=args.mc_k,
+            mc_threshold=args.mc_threshold,
+            max_new_tokens=args.max_new_tokens,
+        )
+        actor = LazyAgent(args.actor) if args.actor else None
+        settings.methods_for(actor)
+        ProblemSource(settings.split, settings.difficulty, settings.data)
+    except SettingError as error:
+        return refuse(f"--{error.field.replace('_', '-')}: {error.reason}")
+    except ParamError as error:
+        return refuse(str(error))
+    except ValueError as error:
+        return refuse(f"--actor: {error}")
+    try:
+        refiner = "oracle" if args.refiner in ("oracle", "expert") else LazyAgent(args.refiner)
+    except ValueError as error:
+        return refuse(f"--refiner: {error}")
+    for flag, agent in (("--actor", actor), ("--refiner", refiner)):
+        if isinstance(agent, LazyAgent) and not agent.needs_env:
+            try:
+                agent.load()
+            except (OSError, ValueError) as error:
+                return refuse(f"{flag} {agent.spec}: cannot load it: {error}")
+    report = write_critique_data(args.n, args.out, settings, actor=actor, refiner=refiner, progress=True)
+    print(f"evol: wrote {report.summary()} to {args.out}")
     return 0
 
 

@@ -2,7 +2,16 @@
 
 Writes `results.json`, `results.md` and `success.png`, and the reports the env families
 register for the envs of the run (`envs.register_report`), whose flags (e.g. math's
-`--refine`) this command adds without knowing any env.
+`--refine R --critic SPEC`) this command adds without knowing any env; a report's figure is
+written as PNG beside its JSON and printed as a table.
+
+A report flag may name a model counterpart of the env (math's `--critic`): where it sets a
+kwarg the env declares as a named built-in (`"oracle"`) and the value is none of those, the
+value is an agent spec (`hf:PATH`, `openai:URL#MODEL`, ...), built once here and handed to
+the envs as their counterpart, as `evol serve --counterpart NAME=SPEC` does for served envs.
+It is asked once before any episode runs: a spec that names no agent, or a model that does
+not answer, refuses the command (exit 2); a counterpart failing later fails its episodes
+(faults, exit 1). A run in which no episode was completed exits 1.
 """
 
 from __future__ import annotations
@@ -12,9 +21,13 @@ import json
 import sys
 from typing import Any
 
+import envs
 from envs.registry import eval_reports
 from evol.commands.agent_runs import add_agent_flags, build_engine, report_faults
 from evol.commands.common import parse_env_kwargs, refuse, unknown_env
+from evol.commands.rollout import add_options_flag, parse_task_options, try_task_options
+
+PROBE = [{"role": "user", "content": "Reply with OK."}]  # what a counterpart is asked before the run
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +46,7 @@ def register(subparsers: Any) -> None:
         default=1,
         help="samples per task (majority vote and pass@k where the env reports them)",
     )
+    add_options_flag(p)
     add_agent_flags(p)
     add_report_flags(p)
     p.set_defaults(func=run)
@@ -72,8 +86,64 @@ def report_env_kwargs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return kwargs
 
 
+def model_counterparts(kwargs_by_env: dict[str, dict[str, Any]], remote: bool) -> dict[str, Any]:
+    """Replace, in `kwargs_by_env`, each value that names a model counterpart (a kwarg declared
+    as an object with named built-ins, given a string that is none of them) by the agent its
+    spec names (`agents.LazyAgent`, one per spec, not built yet); returns them by spec. A
+    ValueError says which kwarg is wrong: a spec that names no agent, or, with served envs
+    (`remote`), any model (their server takes it: `evol serve --counterpart`)."""
+    from agents import LazyAgent
+
+    built: dict[str, Any] = {}
+    for env_id, kwargs in kwargs_by_env.items():
+        params = envs.env_class(env_id).kwarg_params
+        for name, value in kwargs.items():
+            param = params.get(name)
+            if (
+                not (isinstance(value, str) and param and "object" in param.kinds and param.choices)
+                or value in param.choices
+            ):
+                continue
+            if remote:
+                raise ValueError(
+                    f"{name} {value!r}: with --url the envs run on their server, which takes a model "
+                    f"{name} when it starts (evol serve {env_id} --counterpart {name}={value}); here "
+                    f"{name} is one of {list(param.choices)}"
+                )
+            if value not in built:
+                try:
+                    built[value] = LazyAgent(value)
+                except ValueError as error:
+                    raise ValueError(f"{name} {value!r}: {error}") from None
+            kwargs[name] = built[value]
+    return built
+
+
+def probe_counterparts(counterparts: dict[str, Any], built: list[Any]) -> str | None:
+    """Build each counterpart (appended to `built`, for closing) and ask it for one token; why
+    one cannot answer, or None. An HTTP endpoint is asked with one retry only, so that a dead
+    URL is told at once (the counterpart itself keeps the agent's usual retries)."""
+    from agents import load_agent
+
+    for spec, agent in counterparts.items():
+        probe = None
+        try:
+            if spec.startswith("openai:"):
+                probe = load_agent(spec, max_retries=1)
+                probe.complete([PROBE], max_new_tokens=1)
+            built.append(agent.load())
+            if probe is None:
+                agent.complete([PROBE], max_new_tokens=1)
+        except Exception as error:
+            return f"the counterpart {spec} cannot be used: {type(error).__name__}: {error}"
+        finally:
+            if probe is not None:
+                probe.close()
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    from evol.evaluate import evaluate, markdown_table
+    from evol.evaluate import eval_specs, evaluate, markdown_table
 
     problem = unknown_env(args.env)
     if problem:
@@ -82,18 +152,47 @@ def run(args: argparse.Namespace) -> int:
         return refuse("--samples > 1 with greedy decoding repeats one answer; set --temperature")
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs, args.env)
-        for env_id, kwargs in report_env_kwargs(args).items():
+        reported = report_env_kwargs(args)
+        counterparts = model_counterparts(reported, remote=bool(args.url))
+        for env_id, kwargs in reported.items():
             env_kwargs.setdefault(env_id, {}).update(kwargs)
+        options = parse_task_options(args.options, args.env)
     except ValueError as error:
         return refuse(str(error))
-    engine = build_engine(args, env_kwargs)
     tasks = dict.fromkeys(args.env, args.episodes)
-    result = evaluate(
-        engine, tasks, args.out, agent=args.agent, samples=args.samples, env_kwargs=env_kwargs, log=print
-    )
+    built: list[Any] = []
+    try:
+        problem = probe_counterparts(counterparts, built)
+        if problem:
+            return refuse(problem)
+        if not args.url:
+            try:
+                try_task_options(eval_specs(tasks, 1, options), env_kwargs, options)
+            except ValueError as error:
+                return refuse(str(error))
+        engine = build_engine(args, env_kwargs)
+        result = evaluate(
+            engine,
+            tasks,
+            args.out,
+            agent=args.agent,
+            samples=args.samples,
+            env_kwargs=env_kwargs,
+            log=print,
+            options=options,
+        )
+    finally:
+        for agent in built:
+            agent.close()
     status = report_faults(result.run)
     print(markdown_table(result.summary, title=f"Evaluation of {args.agent}"))
     print(f"evol: faults this run: {result.run.stats.fault_summary()}")
+    if not any(t.error is None for t in result.trajectories):
+        print(
+            "evol: no episode of this run was completed (see the faults above); the reports are empty",
+            file=sys.stderr,
+        )
+        status = 1
     for written in result.reports:
         if written.error:
             print(
@@ -101,8 +200,13 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             status = 1
-        else:
-            print(f"{written.report.name}: {json.dumps(written.headline())} (details in {written.path})")
+            continue
+        print(f"{written.report.name}: {json.dumps(written.headline())} (details in {written.path})")
+        for note in written.notes():
+            print(f"{written.report.name}: {note}")
+        table = written.table()
+        if table:
+            print(f"\n{written.report.name} of {written.env} ({written.figure_path}):\n{table}")
     out = result.out
     print(f"evol: wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'success.png'}")
     return status

@@ -1,8 +1,15 @@
-"""`evol rollout`: collect trajectories (JSONL; reruns resume)."""
+"""`evol rollout`: collect trajectories (JSONL; reruns resume).
+
+`--options JSON` (here and in `evol eval`) adds task options to every episode's reset, e.g.
+`'{"difficulty": "hard", "guidance": "state_reset", "prefix_steps": 2}'` on
+`evol/MathCritique-v0`; each must be one the env declares (`option_params`, shown by `evol envs`),
+checked before any episode runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from evol.commands.agent_runs import add_agent_flags, build_engine, report_faults
@@ -22,8 +29,62 @@ def register(subparsers: Any) -> None:
     p.add_argument("--samples", type=int, default=1, help="episodes per task (default 1)")
     p.add_argument("--split", default="train", help="task split where the env has splits (default train)")
     p.add_argument("--start", type=int, default=0, help="first task index (default 0)")
+    add_options_flag(p)
     add_agent_flags(p)
     p.set_defaults(func=run)
+
+
+def add_options_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--options",
+        default=None,
+        metavar="JSON",
+        help='task options for every episode\'s reset, e.g. \'{"difficulty": "hard", "guidance": "answer"}\' '
+        "(each one the envs declare; see evol envs)",
+    )
+
+
+def parse_task_options(text: str | None, env_ids: list[str]) -> dict[str, Any]:
+    """`--options` JSON checked against the options of every env of the run (`evol.rollout.
+    check_task_options`); a ValueError names what is wrong."""
+    from evol.rollout import check_task_options
+
+    if text is None:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--options is not JSON: {error}") from None
+    return check_task_options(env_ids, options)
+
+
+def try_task_options(
+    specs: list[Any], env_kwargs: dict[str, dict[str, Any]], options: dict[str, Any]
+) -> None:
+    """With task `options` given, reset a local env of each env id of `specs` on its first task,
+    so that options an env refuses together (e.g. `prefix_steps` without `guidance`
+    `state_reset`) are told before the run; a ValueError names the option."""
+    if not options:
+        return
+    import envs
+    from envs.errors import ParamError
+
+    firsts = {}
+    for spec in specs:
+        firsts.setdefault(spec.env, spec)
+    for env_id, spec in firsts.items():
+        try:
+            env = envs.make(env_id, **env_kwargs.get(env_id, {}))
+        except ParamError as error:
+            raise ValueError(f"{env_id}: {error}") from None
+        except Exception:  # not the options' doing: the run reports it
+            continue
+        try:
+            env.reset(seed=spec.seed, options=spec.options)
+        except ParamError as error:
+            raise ValueError(f"--options: {env_id}: {error}") from None
+        finally:
+            env.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,9 +96,17 @@ def run(args: argparse.Namespace) -> int:
         return refuse(problem)
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs, args.env)
+        options = parse_task_options(args.options, args.env)
     except ValueError as error:
         return refuse(str(error))
-    specs = task_specs(args.env, args.episodes, split=args.split, samples=args.samples, start=args.start)
+    specs = task_specs(
+        args.env, args.episodes, split=args.split, samples=args.samples, start=args.start, options=options
+    )
+    if not args.url:
+        try:
+            try_task_options(specs, env_kwargs, options)
+        except ValueError as error:
+            return refuse(str(error))
     outcome = run_specs(build_engine(args, env_kwargs), specs, args.out, log=print)
     stats = outcome.stats
     print(

@@ -6,4 +6,5 @@ TRAINERS = {
     "loop": ("evol.trainers.loop", "LoopConfig", "SelfImproveTrainer"),
     "dpo": ("evol.trainers.dpo", "PreferenceConfig", "PreferenceTrainer"),
     "inverse-q": ("evol.trainers.inverse_q", "InverseQConfig", "InverseQRun"),
+    "critic": ("evol.trainers.critic", "CriticConfig", "CriticTrainer"),
 }

@@ -17,7 +17,6 @@ from envs.math.answers import answers_match, extract_answer
 from envs.math.arithmetic import computations, evaluate
 from envs.math.critics import OracleCritic
 from envs.math.critique import Critique, CritiqueFormatError, StepCritique, parse_critique, solution_steps
-from envs.math.data import write_critique_data
 from envs.math.flaws import ERROR_KINDS, make_flawed
 from envs.math.generator import generate_problem
 from envs.math.problems import LEVEL_SPECS, load_problems
@@ -538,22 +537,6 @@ def test_the_critic_env_answers_an_unparseable_critique():
 
 
 # ---- data and test-time scaling -------------------------------------------------------
-def test_write_critique_data(tmp_path):
-    out = tmp_path / "critiques.jsonl"
-    assert write_critique_data(12, out, seed=3) == 12
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {r["error_kind"] for r in rows} == set(ERROR_KINDS)
-    assert {r["difficulty"] for r in rows} == {"easy", "medium", "hard"}
-    for row in rows:
-        critique = parse_critique(row["critique"])
-        assert critique.first_wrong_step == row["first_wrong_step"] and critique.verdict is False
-        problem = generate_problem(row["task"], row["split"], row["difficulty"])
-        assert row["refined"] == problem.solution and row["question"] == problem.question
-        assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
-    write_critique_data(12, tmp_path / "again.jsonl", seed=3)
-    assert (tmp_path / "again.jsonl").read_text() == out.read_text()
-
-
 def test_majority_vote_groups_equivalent_answers():
     assert majority_vote(["3", "50%", "0.5", "1/2", "3"]) == "50%"
     assert majority_vote(["7", "8", None, "8.0"]) == "8"
