@@ -6,11 +6,17 @@
 The run: collect expert trajectories on a base task set (or read them) -> build the model if
 a preset is named -> evaluate the untrained model -> behaviour cloning -> evaluate; then for
 each iteration: **explore** (the strategy named by `explore`: `sample` draws K samples per
-task with the current policy through the rollout engine and env servers) -> **select and
+task with the current policy through the rollout engine and env servers; `critique_refine`
+has wrong math solutions critiqued and refined; `guided` resamples the questions with few
+correct samples under Socratic guidance) -> **select and
 learn** (the objective named by `learn`: `sft` keeps successes and fine-tunes — AgentEvol;
 `dpo` pairs better against worse samples of a task; `inverse_q` scores every token by
 guidance) -> **evaluate** on held-out tasks. Strategies live in `evol/trainers/explore/`,
 objectives in `evol/trainers/objectives/`, one small file each, registered by name.
+
+A strategy decides the config fields left null (`samples_per_task`, `keep_per_task`,
+`held_in_tasks`: the math strategies default to the papers' numbers and a held-in
+evaluation on the first train tasks, `eval/STAGE/held_in/`).
 
 Held-out evaluation never shares a task with what is explored: an env with distinct train
 and test splits evaluates on its test split; an env without splits, or given one data file
@@ -63,7 +69,8 @@ class LoopConfig:
     run_dir: str = field(default="runs/loop", metadata={"help": "where everything of the run is written"})
     envs: list[str] = field(default_factory=lambda: ["evol/BabyAI-v0"], metadata={"help": "env ids to learn"})
     explore: str = field(
-        default="sample", metadata={"help": "explore strategy (evol/trainers/explore): sample"}
+        default="sample",
+        metadata={"help": "explore strategy (evol/trainers/explore): sample, critique_refine, guided"},
     )
     learn: str = field(
         default="sft", metadata={"help": "learn objective (evol/trainers/objectives): sft, dpo, inverse_q"}
@@ -102,7 +109,13 @@ class LoopConfig:
         default_factory=list,
         metadata={"help": "NAME=AGENT counterparts for the launched servers' envs, e.g. critic=oracle"},
     )
-    samples_per_task: int = field(default=1, metadata={"help": "K: exploration episodes per task"})
+    samples_per_task: int | None = field(
+        default=None,
+        metadata={
+            "help": "K: exploration episodes per task; null: the explore strategy's "
+            "(sample 1, critique_refine and guided 8)"
+        },
+    )
     explore_temperature: float = field(
         default=1.0, metadata={"help": "sampling temperature when exploring (evaluation is greedy)"}
     )
@@ -113,9 +126,12 @@ class LoopConfig:
             "help": "sft: the filter/weight rule: successes, rewards over a threshold, or reward-weighted loss"
         },
     )
-    keep_per_task: Literal["one", "all"] = field(
-        default="one",
-        metadata={"help": "sft: keep one kept trajectory per task (AgentGym's filter) or all K"},
+    keep_per_task: Literal["one", "all"] | None = field(
+        default=None,
+        metadata={
+            "help": "sft: keep one kept trajectory per task (AgentGym's filter) or all K; null: the "
+            "explore strategy's (sample one, critique_refine and guided all)"
+        },
     )
     reward_threshold: float | dict[str, float] = field(
         default=0.99, metadata={"help": "with keep=threshold: one value, or one per env id"}
@@ -131,6 +147,54 @@ class LoopConfig:
         metadata={"help": "dpo: cut pairs at the first differing reply, or pair whole episodes (whole)"},
     )
     pairs_per_task: int = field(default=1, metadata={"help": "dpo: the most pairs one task gives"})
+    held_in_tasks: int | None = field(
+        default=None,
+        metadata={
+            "help": "train tasks per env also evaluated (greedy) after each stage: accuracy held in; "
+            "null: the explore strategy's (critique_refine and guided as many as eval_tasks, sample 0)"
+        },
+    )
+    critic: str = field(
+        default="oracle",
+        metadata={
+            "help": "critique_refine: who critiques wrong samples: oracle (the exact step checker) or an "
+            "agent spec (hf:PATH, vllm:PATH, openai:URL#MODEL)"
+        },
+    )
+    refine_rounds: int = field(
+        default=1,
+        metadata={"help": "critique_refine: rounds of critique and refinement after a wrong sample"},
+    )
+    critic_max_new_tokens: int = field(
+        default=1024, metadata={"help": "critique_refine: tokens of one critique from a critic model"}
+    )
+    min_number_ratio: float = field(
+        default=0.5,
+        metadata={
+            "help": "critique_refine, guided: a refinement or guided sample is kept only if it has at least "
+            "this share of the reference solution's numbers (fewer: it copies the answer); 0: keep all"
+        },
+    )
+    guidance: Literal["answer", "rationale", "state_reset", "interactive", "none"] = field(
+        default="answer",
+        metadata={
+            "help": "guided: how resampling guides (with resample=guided): the gold answer, the gold "
+            "rationale, a prefix of k gold lines (k cycling), or a teacher naming the wrong step"
+        },
+    )
+    resample: Literal["guided", "brute_force", "none"] = field(
+        default="guided",
+        metadata={
+            "help": "guided: resample the questions under resample_threshold with guidance, unguided "
+            "(brute force, the same budget), or not at all (the vanilla loop)"
+        },
+    )
+    resample_threshold: int = field(
+        default=4, metadata={"help": "guided: questions with fewer correct samples than this are resampled"}
+    )
+    resample_rounds: int = field(
+        default=8, metadata={"help": "guided: the most resampling rounds, samples_per_task episodes each"}
+    )
     eval_untrained: bool = field(default=True, metadata={"help": "evaluate the model before any training"})
     history_turns: int | None = field(
         default=None, metadata={"help": "what the agent sees: null = the whole episode; k = the last k turns"}
@@ -184,10 +248,21 @@ class LoopConfig:
             raise ValueError(f"explore: unknown strategy {self.explore!r}; known: {sorted(EXPLORERS)}")
         if self.learn not in OBJECTIVES:
             raise ValueError(f"learn: unknown objective {self.learn!r}; known: {sorted(OBJECTIVES)}")
+        explorer = EXPLORERS[self.explore]
+        defaults = {**explorer.defaults, "held_in_tasks": self.eval_tasks if explorer.held_in else 0}
+        for name, value in defaults.items():  # null: the strategy's default
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         for name in ("base_tasks", "explore_tasks", "eval_tasks", "samples_per_task", "concurrency",
-                     "servers", "max_new_tokens", "pairs_per_task"):  # fmt: skip
+                     "servers", "max_new_tokens", "pairs_per_task", "refine_rounds",
+                     "critic_max_new_tokens", "resample_threshold"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("held_in_tasks", "resample_rounds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.min_number_ratio <= 1:
+            raise ValueError(f"min_number_ratio must be in [0, 1], got {self.min_number_ratio}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.explore_temperature < 0:
@@ -229,6 +304,7 @@ class LoopConfig:
         for path in self.expert_data:
             if not Path(path).exists():
                 raise ValueError(f"expert_data: {path} does not exist")
+        explorer.check(self)
         OBJECTIVES[self.learn].check(self)
 
     def tasks(self, env_id: str, kind: str) -> int:
@@ -363,13 +439,17 @@ class SelfImproveTrainer:
             prefix_cache=prefix_cache_size(self.config.prefix_cache, self.config.concurrency),
         )
 
-    def engine(self, agent, temperature: float) -> RolloutEngine:
-        self._ensure_servers()
+    def engine(self, agent, temperature: float, env_kwargs: dict[str, dict] | None = None) -> RolloutEngine:
+        """An engine on the run's env servers; with `env_kwargs`, on local envs built with them
+        instead (an explore strategy whose envs hold an in-process counterpart, e.g. a critic)."""
+        if env_kwargs is None:
+            self._ensure_servers()
         return RolloutEngine(
             agent,
             concurrency=self.config.concurrency,
             sampling=SamplingParams(temperature=temperature, max_new_tokens=self.config.max_new_tokens),
-            urls=self.urls,
+            urls=self.urls if env_kwargs is None else None,
+            env_kwargs=env_kwargs,
             history_turns=self.config.history_turns,
             instruction_in_context=self.config.instruction_in_context,
             progress=self.config.progress,
@@ -382,8 +462,17 @@ class SelfImproveTrainer:
                 f"[{self.tag}] {len(errors)} episodes in {out} ended with an error, e.g.: {errors[0].error}"
             )
 
-    def rollout(self, agent, specs: list[EpisodeSpec], out: Path, temperature: float) -> None:
-        self._log_errors(run_specs(self.engine(agent, temperature), specs, out).finished, out)
+    def rollout(
+        self,
+        agent,
+        specs: list[EpisodeSpec],
+        out: Path,
+        temperature: float,
+        env_kwargs: dict[str, dict] | None = None,
+    ) -> None:
+        """Run the `specs` not yet in `out` (see `engine` for `env_kwargs`)."""
+        engine = self.engine(agent, temperature, env_kwargs)
+        self._log_errors(run_specs(engine, specs, out).finished, out)
 
     def specs(self, kind: str, samples: int = 1) -> list[EpisodeSpec]:
         """The tasks of a phase for every env: `kind` is one of TASK_KEYS."""
@@ -446,6 +535,42 @@ class SelfImproveTrainer:
             f"[{self.tag}] {stage}: "
             + ", ".join(f"{e} {r['success_rate']:.1%}" for e, r in result.summary.items())
         )
+        if self.config.held_in_tasks:
+            self._evaluate_held_in(stage, model_dir, iteration)
+        evaluated = getattr(self.explorer, "evaluated", None)
+        if evaluated is not None:
+            evaluated(self, stage, iteration)
+
+    def _evaluate_held_in(self, stage: str, model_dir: Path, iteration: int) -> None:
+        """Greedy success on the first `held_in_tasks` train tasks: `eval/STAGE/held_in/`."""
+        engine = self.engine(self.policy(model_dir), temperature=0.0)
+        result = evaluate(
+            engine,
+            dict.fromkeys(self.config.envs, self.config.held_in_tasks),
+            self.held_in_dir(stage),
+            agent=f"{stage} ({model_dir}), held-in",
+            env_kwargs=self.config.env_kwargs,
+            specs=self.held_in_specs(),
+        )
+        self._log_errors(result.run.finished, result.run.path)
+        for env_id, row in result.summary.items():
+            self.metric(
+                {"stage": stage, "iteration": iteration, "env": env_id, "held_in_success_rate": row["success_rate"],
+                 "held_in_episodes": row["episodes"]}
+            )  # fmt: skip
+
+    def held_in_dir(self, stage: str) -> Path:
+        return self.run_dir / "eval" / stage / "held_in"
+
+    def held_in_specs(self) -> list[EpisodeSpec]:
+        """The held-in tasks: the first `held_in_tasks` train tasks of every env."""
+        return [
+            spec
+            for env_id in self.config.envs
+            for spec in phase_specs(
+                env_id, self.config.held_in_tasks, "train", self.config.env_kwargs.get(env_id)
+            )
+        ]
 
     def _collect_expert(self) -> None:
         self.rollout(ExpertAgent(), self.specs("base_tasks"), self.run_dir / "expert.jsonl", temperature=0.0)

@@ -10,6 +10,11 @@ class SampleExplorer:
     """Every explore task, `samples_per_task` times, at `explore_temperature`."""
 
     name = "sample"
+    defaults = {"samples_per_task": 1, "keep_per_task": "one"}  # the config's nulls
+    held_in = False  # no held-in evaluation unless `held_in_tasks` asks
+
+    def check(self, config: Any) -> None:
+        pass
 
     def explore(self, loop: Any, policy_dir: Path, iteration_dir: Path) -> None:
         config = loop.config
