@@ -2,7 +2,11 @@
 
 `extract_answer(text)` finds a solution's final answer: the last of "The answer is ...",
 `\\boxed{...}` and `#### n` (whichever comes last in the text), else (unless
-`fallback_last_number=False`) the last number. A phrase that only comments on the answer
+`fallback_last_number=False`) the last number. A self-talk reply (`envs.math.self_talk`) checks
+itself on `Check:` lines; a line that flags a mistake (`Check: step 3 is wrong: ...`, `Check:
+the answer 64 is wrong: ...`) retracts everything before it, so such a reply is read after its
+last flagging line: its final answer is the one its correction states, and a reply that flags
+a mistake and states no answer after it has none. A phrase that only comments on the answer
 ("so our answer is correct", "the answer is indeed right") is not an answer and does not
 override a `\\boxed{}` before it; boxes side by side in one closing line (`\\boxed{2}, \\boxed{-2}`)
 make one list.
@@ -44,6 +48,7 @@ __all__ = [
     "MAX_NUMBER_LENGTH",
     "MAX_SYMBOLIC_LENGTH",
     "MAX_TEXT_LENGTH",
+    "SELF_CHECK_FLAG",
     "ParsedNumber",
     "answers_match",
     "braced_group",
@@ -64,6 +69,12 @@ _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _BARE_BOX = re.compile(r"[^\s$]+")  # \boxed 5
+# A self-check line that flags a mistake (the self-talk format of `envs.math.self_talk`).
+SELF_CHECK_FLAG = re.compile(
+    r"^[ \t>*_#-]*check[ \t*_]*:[ \t*_]*(?:step[ \t]*\d{1,9}|the[ \t]+(?:final[ \t]+)?answer(?:[ \t]+[^\s]{1,64})?)"
+    r"[ \t]+(?:is|was)[ \t]+(?:wrong|incorrect|missing)\b[^\n]*",
+    re.IGNORECASE | re.MULTILINE,
+)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
 # Where a phrase's answer ends and its comment starts: "44, which is correct", "5 because ...".
 # The lookbehind lets a run of spaces be tried once, from its start (linear time).
@@ -93,6 +104,9 @@ def extract_answer(text: str, fallback_last_number: bool = True) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
     text = text[-MAX_TEXT_LENGTH:]
+    retraction = _last_match(SELF_CHECK_FLAG, text)
+    if retraction is not None:
+        text = text[retraction.end() :]  # a self-talk reply: what it states after its last correction
     found: list[tuple[int, str]] = []
     phrase = _last_answer_phrase(text)
     if phrase is not None:

@@ -1,5 +1,5 @@
-"""`evol data KIND`: write training data sets: math critiques, chart images with their QA, or
-preference pairs from rollout files."""
+"""`evol data KIND`: write training data sets: math critiques and self-talk, chart images with
+their QA, or preference pairs from rollout files."""
 
 from __future__ import annotations
 
@@ -96,6 +96,36 @@ def register(subparsers: Any) -> None:
         help='the constructor kwargs of the run, e.g. \'{"modality": "image"}\' (default {})',
     )
     q.set_defaults(func=run_mmsy)
+    q = kinds.add_parser(
+        "self-talk",
+        help="self-talk SFT records for evol/MathCritique-v0: solutions that check themselves and correct "
+        "themselves inline, from critique-refine episodes or made offline (trajectory JSONL for evol train bc)",
+    )
+    source = q.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from",
+        dest="sources",
+        nargs="+",
+        metavar="ROLLOUT",
+        help="critique-refine episodes: trajectory JSONL of evol rollout on evol/MathCritique-v0 with a critic",
+    )
+    source.add_argument(
+        "--n",
+        type=int,
+        help="records made offline: reference solutions and inserted mistakes, the oracle critic's critiques",
+    )
+    q.add_argument("--out", required=True, help="JSONL file")
+    q.add_argument(
+        "--data", metavar="FILE", help="the GSM8K- or MATH-style problem file (of the run, with --from)"
+    )
+    q.add_argument("--seed", type=int, help="--n: draws the inserted mistakes (default 0)")
+    q.add_argument("--split", help="--n: train (default) or test")
+    q.add_argument("--start", type=int, help="--n: the first task (default 0)")
+    q.add_argument("--difficulty", help="--n: easy, medium, hard or mixed (level task mod 3; default)")
+    q.add_argument(
+        "--correct-share", type=float, help="--n: share of records whose solution is right (default 0.5)"
+    )
+    q.set_defaults(func=run_self_talk)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,4 +234,38 @@ def run_mmsy(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as error:
         return refuse(f"cannot read the rollouts in {args.source}: {error}")
     print(f"evol: wrote {written} MM-SY pairs to {args.out}")
+    return 0
+
+
+SELF_TALK_SETTINGS = ("seed", "split", "start", "difficulty", "correct_share")
+
+
+def run_self_talk(args: argparse.Namespace) -> int:
+    from envs.math.self_talk import (
+        SelfTalkError,
+        SelfTalkSettings,
+        generate_self_talk,
+        self_talk_from_rollouts,
+        write_self_talk,
+    )
+    from evol.commands.common import refuse
+
+    given = {name: getattr(args, name) for name in SELF_TALK_SETTINGS if getattr(args, name) is not None}
+    try:
+        if args.sources is not None:
+            if given:
+                flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+                return refuse(f"{flags}: applies to --n (records made offline), not to --from")
+            records, report = self_talk_from_rollouts(args.sources, args.data, progress=True)
+            origin = ", ".join(args.sources)
+        else:
+            settings = SelfTalkSettings(data=args.data, **given)
+            records, report = generate_self_talk(args.n, settings, progress=True)
+            origin = f"{settings.split} tasks from task {settings.start}"
+    except SelfTalkError as error:
+        return refuse(f"--{error.field.replace('_', '-')}: {error}" if error.field else str(error))
+    if not records:
+        return refuse(f"no self-talk record could be made from {origin} ({report.summary()})")
+    write_self_talk(records, args.out)
+    print(f"evol: wrote {report.summary()} to {args.out} (from {origin})")
     return 0
