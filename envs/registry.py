@@ -130,6 +130,13 @@ BUILTIN_REPORTS: tuple[EvalReport, ...] = (
         env_kwargs="envs.math.scaling:refine_kwargs",
     ),
     EvalReport(
+        name="self-talk",
+        envs=("evol/MathCritique-v0",),
+        function="envs.math.self_talk:self_talk_report",
+        file="self_talk.json",
+        headline=("accuracy", "checked", "flagged", "right_when_flagged", "flag_precision"),
+    ),
+    EvalReport(
         name="MM-SY rates",
         envs=("evol/Sycophancy-v0",),
         function="envs.sycophancy.metrics:mmsy_report",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -61,6 +62,13 @@ def _type_error(name: str, value: Any, annotation: Any) -> str | None:
     return None
 
 
+_EXPONENT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _takes_float(annotation: Any) -> bool:
+    return annotation is float or float in typing.get_args(annotation)
+
+
 def from_mapping(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build `cls` from a mapping: unknown keys, wrong types and failed checks name the field."""
     if not isinstance(data, dict):
@@ -78,6 +86,8 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str = "config") -> T
                 raise ConfigError(f"{name}: must be a mapping of settings, got {value!r}")
             values[name] = from_mapping(annotation, value, where=f"{where}.{name}")
             continue
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()) and _takes_float(annotation):
+            value = float(value)  # YAML 1.1 reads `2e-3` (no dot) as a string: it is the number meant
         error = _type_error(name, value, annotation)
         if error:
             raise ConfigError(error)

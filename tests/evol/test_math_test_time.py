@@ -102,7 +102,7 @@ def test_the_test_time_report_has_maj_and_pass_at_k_with_and_without_critique_by
     kwargs = {ACTOR: {"critic": "oracle", "refine_rounds": 1}}
     engine = RolloutEngine(Sampler(), concurrency=4, progress=False, env_kwargs=kwargs)
     result = evaluate(engine, {ACTOR: 3}, tmp_path, agent="sampler", samples=4, env_kwargs=kwargs)
-    (written,) = result.reports
+    [written] = [r for r in result.reports if r.report.name == "test-time scaling"]
     report = json.loads(written.path.read_text())
     curves = report["by_difficulty"]
     assert list(curves) == ["all", "easy", "medium", "hard"] and report["ks"] == [1, 2, 4]

@@ -296,3 +296,19 @@ def test_lora_training_saves_a_merged_plain_checkpoint(expert_file, tmp_path):
         name for name, weight in tuned.state_dict().items() if not weight.equal(original.state_dict()[name])
     ]
     assert changed and all("proj" in name for name in changed)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("2e-3", 2e-3), ("1E5", 1e5), ("+3.5e-2", 3.5e-2), (".5e1", 5.0)]
+)
+def test_a_number_in_exponent_form_is_a_number_though_yaml_reads_it_as_a_string(text, value):
+    settings = from_mapping(TrainSettings, {"learning_rate": text})
+    assert settings.learning_rate == pytest.approx(value)
+    config = parse_config(AgentEvolConfig, ["--set", f"train.learning_rate={text}", "--iterations", "1"])
+    assert config.train.learning_rate == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["2e-x", "e5", "2e", "1.0.0e3"])
+def test_a_string_that_is_no_number_is_still_refused_for_a_number_field(text):
+    with pytest.raises(ConfigError, match="learning_rate: must be a number"):
+        from_mapping(TrainSettings, {"learning_rate": text})
