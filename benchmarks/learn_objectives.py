@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evol.runs import keep_settings
 from evol.trainers.dpo import DPOSettings
 from evol.trainers.inverse_q import InverseQSettings
 from evol.trainers.loop import LoopConfig, SelfImproveTrainer
@@ -156,21 +157,6 @@ def configs(args: argparse.Namespace) -> dict[str, LoopConfig]:
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("runs", "quiet", "out", "threads")}
-
-
-def check_out(out: Path, settings: dict[str, Any]) -> None:
-    """Refuse to resume runs in `out` that were made with other settings (their figures would mix)."""
-    path = out / "settings.json"
-    if path.exists():
-        earlier = json.loads(path.read_text())
-        changed = sorted(k for k in set(earlier) | set(settings) if earlier.get(k) != settings.get(k))
-        if changed:
-            raise SystemExit(
-                f"{out} holds runs made with other settings ({', '.join(changed)} differ): "
-                "choose another --out or delete it"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2))
 
 
 def run_shared(config: LoopConfig) -> None:
@@ -328,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     out, runs = Path(args.out), args.runs
-    check_out(out, settings_of(args))
+    keep_settings(out, settings_of(args))
     load_before = os.getloadavg()
     if args.fast:
         print("[learn_objectives] --fast: a smoke-sized run that checks the script, not a result", flush=True)

@@ -8,6 +8,7 @@ run through it. `prefix_cache_size` is the one place the hf agents' KV-cache def
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,3 +87,20 @@ def fault_lines(outcome: RunOutcome) -> list[str]:
             seen.add(trajectory.fault)
             lines.append(f"evol: e.g. {trajectory.fault} fault: {trajectory.error}")
     return lines
+
+
+def keep_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Write `settings` to `out/settings.json`, or refuse (SystemExit naming the differing
+    settings) when `out` holds runs made with other ones: a resumed benchmark must not mix
+    figures of two settings."""
+    path = out / "settings.json"
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        changed = sorted(k for k in set(earlier) | set(settings) if earlier.get(k) != settings.get(k))
+        if changed:
+            raise SystemExit(
+                f"{out} holds runs made with other settings ({', '.join(changed)} differ): "
+                "choose another --out or delete it"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))
