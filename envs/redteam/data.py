@@ -11,12 +11,22 @@ A local file is JSONL, a JSON list, or CSV with the fields `prompt` (required),
 `category`, `harmful` (true/false, yes/no, 1/0), and optionally `topic` and `answer`.
 A row without `harmful` counts as harmful when its category is one other than "benign",
 and as unknown (None) without a category.
+
+Splits (`split_prompts`): every pool, shipped or local, is split into "train" and "test"
+by a stable hash of each prompt's text (lower-cased, whitespace collapsed): about one
+prompt in four (`TEST_SHARE`) goes to test. Each prompt's side depends on its own text
+only, so adding or editing seeds moves no other seed, with one exception that keeps every
+category in both splits: in a category of two or more prompts whose hashes put none in
+test, the one with the lowest hash goes to test (and where they put all in test, the one
+with the highest goes to train). A category of one prompt stays on its hash's side. Each
+split keeps the pool's order.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +38,9 @@ from envs.redteam.taxonomy import BENIGN
 SEEDS_PATH = Path(__file__).with_name("seeds.jsonl")
 _TRUE = {"true", "yes", "1", "harmful", "unsafe"}
 _FALSE = {"false", "no", "0", "benign", "safe"}
+SPLITS = ("train", "test")
+TEST_SHARE = 4  # one prompt in four (by hash) is held out for test
+SPLIT_SALT = "evolgym-redteam-split"
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,39 @@ def harmful_seeds(prompts: list[SeedPrompt] | None = None) -> list[SeedPrompt]:
 
 def benign_seeds(prompts: list[SeedPrompt] | None = None) -> list[SeedPrompt]:
     return [seed for seed in (shipped_prompts() if prompts is None else prompts) if seed.harmful is False]
+
+
+def split_key(prompt: str) -> int:
+    """A prompt's stable hash: its split depends on its text, not on its place in the pool."""
+    text = " ".join(prompt.lower().split())
+    return int.from_bytes(hashlib.sha256(f"{SPLIT_SALT}|{text}".encode()).digest()[:8], "big")
+
+
+def split_prompts(prompts: list[SeedPrompt]) -> dict[str, list[SeedPrompt]]:
+    """`prompts` split into {"train": [...], "test": [...]} (see the module docstring), in pool order."""
+    test = {n for n, seed in enumerate(prompts) if split_key(seed.prompt) % TEST_SHARE == 0}
+    by_category: dict[str, list[int]] = {}
+    for n, seed in enumerate(prompts):
+        by_category.setdefault(seed.category, []).append(n)
+    for rows in by_category.values():
+        if len(rows) < 2:
+            continue
+        held = [n for n in rows if n in test]
+        if not held:
+            test.add(min(rows, key=lambda n: split_key(prompts[n].prompt)))
+        elif len(held) == len(rows):
+            test.discard(max(rows, key=lambda n: split_key(prompts[n].prompt)))
+    return {
+        "train": [seed for n, seed in enumerate(prompts) if n not in test],
+        "test": [seed for n, seed in enumerate(prompts) if n in test],
+    }
+
+
+def in_split(prompts: list[SeedPrompt], split: str) -> list[SeedPrompt]:
+    """The prompts of `split` ("train" or "test"); a `TaskOptionError` names the splits there are."""
+    if split not in SPLITS:
+        raise TaskOptionError(f"options.split must be one of {list(SPLITS)}, got {split!r}")
+    return split_prompts(prompts)[split]
 
 
 def in_category(seeds: list[SeedPrompt], category: str | None) -> list[SeedPrompt]:
