@@ -7,4 +7,5 @@ TRAINERS = {
     "dpo": ("evol.trainers.dpo", "PreferenceConfig", "PreferenceTrainer"),
     "inverse-q": ("evol.trainers.inverse_q", "InverseQConfig", "InverseQRun"),
     "critic": ("evol.trainers.critic", "CriticConfig", "CriticTrainer"),
+    "grpo": ("evol.trainers.grpo", "GRPOConfig", "GRPORun"),
 }
