@@ -25,7 +25,6 @@ an actor and a refiner see.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.counterparts import Completer, reply_action, require_completer
+from envs.jsonfiles import read_json_records
 from envs.math.answers import answers_match, extract_answer
 from envs.math.arithmetic import computations, stated_numbers
 from envs.math.critics import OracleCritic
@@ -168,30 +168,9 @@ def read_critique_file(path: str | os.PathLike) -> list[CritiqueRecord]:
     list. Each needs a non-empty string `instruction` and `output` (a critique: step verdicts or
     a final-answer verdict), `input` a string if given, `meta` an object if given; other keys
     are ignored. `CritiqueFileError` names the first bad line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CritiqueFileError(f"{path}: no such critique file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise CritiqueFileError(f"{path}: cannot read it: {error}") from None
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CritiqueFileError(f"{path}: not a JSON list of records: {error}") from None
-        entries = [(f"{path} item {i}", item) for i, item in enumerate(items, 1)]
-    else:
-        entries = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entries.append((f"{path} line {number}", json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise CritiqueFileError(f"{path} line {number}: not JSON: {error}") from None
+    entries = read_json_records(path, "critique file", CritiqueFileError, allow_list=True)
     if not entries:
-        raise CritiqueFileError(f"{path}: no records")
+        raise CritiqueFileError(f"{Path(path)}: no records")
     return [_record(where, item) for where, item in entries]
 
 

@@ -71,6 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envs.jsonfiles import read_json_records
 from envs.math.answers import SELF_CHECK_FLAG, answers_match, extract_answer
 from envs.math.critics import OracleCritic
 from envs.math.critique import Critique, CritiqueFormatError, parse_critique, solution_steps
@@ -437,25 +438,10 @@ def _episode_reply(item: dict[str, Any], problem: Problem) -> tuple[str, str, di
 
 def _rollout_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(`FILE line N`, trajectory) of every line; a torn last line (a killed run) is skipped."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SelfTalkError(f"{path}: no such rollout file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SelfTalkError(f"{path}: cannot read it: {error}") from None
-    lines = text.split("\n")
-    entries = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines):
-                continue  # no newline after it: torn by a killed run
-            raise SelfTalkError(f"{where}: not JSON: {error}") from None
-        entries.append((where, _checked_trajectory(where, item)))
+    entries = [
+        (where, _checked_trajectory(where, item))
+        for where, item in read_json_records(path, "rollout file", SelfTalkError, skip_torn_tail=True)
+    ]
     if not entries:
         raise SelfTalkError(f"{path}: no episodes")
     return entries

@@ -32,7 +32,6 @@ from evol.trainers.explore.math_common import (
     finished_episodes,
     keep_correct,
     kept_sample,
-    question_key,
     record_summary,
     write_samples,
 )
@@ -117,13 +116,7 @@ class CritiqueRefineExplorer(MathExplorer):
         book = TaskBook(config.env_kwargs)
         try:
             samples, kinds = select(episodes, book, config.min_number_ratio)
-            questions = {
-                question_key(s.env, s.seed, s.options): (
-                    s.env,
-                    book.facts(s.env, s.seed, s.options).difficulty,
-                )
-                for s in specs
-            }
+            questions = book.labels(specs)
         finally:
             book.close()
         write_samples(iteration_dir / "explore.jsonl", samples)

@@ -102,13 +102,7 @@ class GuidedExplorer(MathExplorer):
         book = TaskBook(config.env_kwargs)
         try:
             rounds = self._sample(loop, policy_dir, iteration_dir, questions, book)
-            labels = {
-                question_key(q.env, q.seed, q.options): (
-                    q.env,
-                    book.facts(q.env, q.seed, q.options).difficulty,
-                )
-                for q in questions
-            }
+            labels = book.labels(questions)
         finally:
             book.close()
         write_samples(iteration_dir / "explore.jsonl", rounds.samples)

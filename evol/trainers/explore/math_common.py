@@ -132,6 +132,13 @@ class TaskBook:
             self._facts[key] = TaskFacts(prompt, difficulty, problem.solution, list(problem.lines), prefix)
         return self._facts[key]
 
+    def labels(self, specs: Iterable[Any]) -> dict[str, tuple[str, str]]:
+        """`question_key` -> (env id, difficulty) of each question of `specs` (episode specs)."""
+        return {
+            question_key(s.env, s.seed, s.options): (s.env, self.facts(s.env, s.seed, s.options).difficulty)
+            for s in specs
+        }
+
     def close(self) -> None:
         for env in self._envs.values():
             env.close()
