@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envs.remote import RetryPolicy
+from evol.rollout import EpisodeSpec
 from evol.trainers.config import save_config
 from evol.trainers.grpo_env import EnvRollout
 from evol.trainers.sft import TrainResult
@@ -135,10 +136,21 @@ class GRPOConfig:
 
 
 class GRPORun:
-    """config -> trainer -> `train()`, which returns the trained model's directory."""
+    """config -> trainer -> `train()`, which returns the trained model's directory.
 
-    def __init__(self, config: GRPOConfig):
+    `env_kwargs` ({env id: kwargs}) construct the envs (local ones may take objects: a
+    counterpart agent, a shared judge); `specs` replace the config's task range with exactly
+    these tasks (the loop passes its train tasks, never its held-out ones)."""
+
+    def __init__(
+        self,
+        config: GRPOConfig,
+        env_kwargs: dict[str, dict] | None = None,
+        specs: list[EpisodeSpec] | None = None,
+    ):
         self.config = config
+        self.env_kwargs = env_kwargs
+        self.specs = specs
         self.rollout: EnvRollout | None = None
         self.trainer = None
 
@@ -158,6 +170,7 @@ class GRPORun:
             config.env_ids,
             urls=config.urls or None,
             token=config.token,
+            env_kwargs=self.env_kwargs,
             max_turns=config.max_turns,
             max_new_tokens=config.max_new_tokens,
             temperature=config.temperature,
@@ -166,7 +179,7 @@ class GRPORun:
             failure_log=out / "env_failures.jsonl",
         )
         self.rollout = rollout
-        dataset = rollout.dataset(config.tasks, start=config.task_start)
+        dataset = rollout.dataset(config.tasks, start=config.task_start, specs=self.specs)
         tokenizer = AutoTokenizer.from_pretrained(config.model)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token

@@ -145,12 +145,17 @@ class EnvRollout:
 
     # -- the dataset: one row per task, its prompt the env's instruction + first observation
 
-    def dataset(self, tasks: int, start: int = 0, split: str | None = "train") -> Any:
-        """A `datasets.Dataset` of `{"prompt": messages, "env": id, "task": k}` rows."""
+    def dataset(
+        self, tasks: int, start: int = 0, split: str | None = "train", specs: list[EpisodeSpec] | None = None
+    ) -> Any:
+        """A `datasets.Dataset` of `{"prompt": messages, "env": id, "task": k}` rows: tasks
+        `start..start+tasks-1` of every env (its `split` where it has one), or exactly `specs`."""
         from datasets import Dataset
 
         rows = []
-        for spec in task_specs(self.env_ids, tasks, split=split, start=start):
+        if specs is None:
+            specs = task_specs(self.env_ids, tasks, split=split, start=start)
+        for spec in specs:
             env = self.pool.take(spec.env)
             try:
                 observation, info = env.reset(seed=spec.seed, options=spec.options)
