@@ -41,6 +41,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from envs.remote import RetryPolicy
 from evol.rollout import EpisodeSpec
@@ -50,28 +51,20 @@ from evol.trainers.sft import TrainResult
 
 
 @dataclass
-class GRPOConfig:
-    """Every knob of an online GRPO run on EvolGym envs."""
+class GRPOSettings:
+    """How one GRPO run learns: the knobs `evol train grpo` and the loop's `grpo:` section share."""
 
-    model: str = field(metadata={"help": "the HF checkpoint directory to start from"})
-    env_ids: list[str] = field(metadata={"help": "registered env ids to train on (tasks of each, mixed)"})
-    output_dir: str = field(
-        default="runs/grpo", metadata={"help": "the run directory: config, logs, the final model in `model/`"}
-    )
-    urls: list[str] = field(
-        default_factory=list,
-        metadata={"help": "env servers (`evol serve`) to spread sessions over; empty: local envs"},
-    )
-    token: str | None = field(default=None, metadata={"help": "bearer token of the env servers"})
-    tasks: int = field(
-        default=32, metadata={"help": "training tasks per env (its train split if it has one)"}
-    )
-    task_start: int = field(default=0, metadata={"help": "the first task index"})
     num_generations: int = field(default=4, metadata={"help": "G: episodes per task, one group (>= 2)"})
     prompts_per_step: int = field(
         default=2, metadata={"help": "tasks per optimizer step; the batch is G x prompts_per_step episodes"}
     )
     steps: int = field(default=50, metadata={"help": "optimizer steps"})
+    time_budget_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "stop after the optimizer step that passes this many seconds (null: run all steps)"
+        },
+    )
     beta: float = field(default=0.04, metadata={"help": "KL β to the starting model (0: no reference model)"})
     epsilon: float = field(default=0.2, metadata={"help": "clip ε of the probability ratio"})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (tiny preset: ~1e-4)"})
@@ -93,34 +86,15 @@ class GRPOConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
-        import envs
-
-        if not self.env_ids:
-            raise ValueError("env_ids: give at least one env id")
-        if not self.urls:
-            unknown = [e for e in self.env_ids if e not in envs.env_ids()]
-            if unknown:
-                raise ValueError(f"env_ids: not registered here: {unknown}")
-        for url in self.urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"urls: {url!r} is not an http(s) URL")
-        if not Path(self.model).is_dir():
-            raise ValueError(f"model: {self.model} is not a checkpoint directory")
         if self.num_generations < 2:
             raise ValueError("num_generations: a group needs at least 2 episodes")
-        for name in (
-            "tasks",
-            "prompts_per_step",
-            "steps",
-            "max_turns",
-            "max_new_tokens",
-            "max_episode_tokens",
-        ):
+        for name in ("prompts_per_step", "steps", "max_turns", "max_new_tokens", "max_episode_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1")
-        for name in ("task_start", "env_retries"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0")
+        if self.env_retries < 0:
+            raise ValueError("env_retries: must be >= 0")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError("time_budget_s: must be > 0 (or null)")
         if self.beta < 0:
             raise ValueError("beta: must be >= 0")
         if not 0 < self.epsilon < 1:
@@ -133,6 +107,79 @@ class GRPOConfig:
             raise ValueError(f"loss_type: one of grpo, dr_grpo, dapo, bnpo, got {self.loss_type!r}")
         if self.lora and self.lora_r < 1:
             raise ValueError("lora_r: must be >= 1")
+
+
+@dataclass
+class GRPOConfig(GRPOSettings):
+    """Every knob of an online GRPO run on EvolGym envs: what to train, where, and GRPOSettings."""
+
+    model: str = field(kw_only=True, metadata={"help": "the HF checkpoint directory to start from"})
+    env_ids: list[str] = field(
+        kw_only=True, metadata={"help": "registered env ids to train on (tasks of each, mixed)"}
+    )
+    output_dir: str = field(
+        kw_only=True,
+        default="runs/grpo",
+        metadata={"help": "the run directory: config, logs, the final model in `model/`"},
+    )
+    urls: list[str] = field(
+        kw_only=True,
+        default_factory=list,
+        metadata={"help": "env servers (`evol serve`) to spread sessions over; empty: local envs"},
+    )
+    token: str | None = field(
+        kw_only=True, default=None, metadata={"help": "bearer token of the env servers"}
+    )
+    tasks: int = field(
+        kw_only=True, default=32, metadata={"help": "training tasks per env (its train split if it has one)"}
+    )
+    task_start: int = field(kw_only=True, default=0, metadata={"help": "the first task index"})
+    instruction_in_context: bool | list[str] = field(
+        kw_only=True,
+        default=True,
+        metadata={
+            "help": "the env's instruction as the system message: all (true), none (false), or these env ids"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        import envs
+
+        super().__post_init__()
+        if not self.env_ids:
+            raise ValueError("env_ids: give at least one env id")
+        if not self.urls:
+            unknown = [e for e in self.env_ids if e not in envs.env_ids()]
+            if unknown:
+                raise ValueError(f"env_ids: not registered here: {unknown}")
+        for url in self.urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"urls: {url!r} is not an http(s) URL")
+        if not Path(self.model).is_dir():
+            raise ValueError(f"model: {self.model} is not a checkpoint directory")
+        if self.tasks < 1:
+            raise ValueError("tasks: must be >= 1")
+        if self.task_start < 0:
+            raise ValueError("task_start: must be >= 0")
+
+
+def time_budget(seconds: float) -> Any:
+    """A TRL callback: training stops after the optimizer step that passes `seconds`."""
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def __init__(self) -> None:
+            self.began = time.perf_counter()
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.began = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.perf_counter() - self.began >= seconds:
+                control.should_training_stop = True
+            return control
+
+    return TimeBudget()
 
 
 class GRPORun:
@@ -177,6 +224,7 @@ class GRPORun:
             max_episode_tokens=config.max_episode_tokens,
             retry=RetryPolicy(retries=config.env_retries, backoff=0.25, max_wait=4.0),
             failure_log=out / "env_failures.jsonl",
+            instruction_in_context=config.instruction_in_context,
         )
         self.rollout = rollout
         dataset = rollout.dataset(config.tasks, start=config.task_start, specs=self.specs)
@@ -219,6 +267,8 @@ class GRPORun:
             peft_config=peft_config,
         )
         self.trainer = trainer
+        if config.time_budget_s is not None:
+            trainer.add_callback(time_budget(config.time_budget_s))
         began = time.perf_counter()
         try:
             trainer.train()

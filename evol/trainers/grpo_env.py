@@ -112,7 +112,8 @@ class EnvRollout:
     `max_new_tokens`: tokens per reply; `temperature`: used when the trainer has none (the
     trainer's own is used, so recorded log-probs are of the distribution TRL scores); `retry`: how infrastructure faults are
     retried before an episode counts as failed; `failure_log`: a JSONL file, one line per
-    failed episode."""
+    failed episode; `instruction_in_context`: the env's instruction as the system message
+    (true), never (false), or for these env ids only (as the self-improvement loop's field)."""
 
     def __init__(
         self,
@@ -127,6 +128,7 @@ class EnvRollout:
         max_episode_tokens: int = 2048,
         retry: RetryPolicy | None = None,
         failure_log: str | Path | None = None,
+        instruction_in_context: bool | list[str] = True,
     ):
         if not env_ids:
             raise ValueError("env_ids: give at least one env id")
@@ -138,6 +140,7 @@ class EnvRollout:
         self.top_p = top_p
         self.max_episode_tokens = max_episode_tokens
         self.failure_log = Path(failure_log) if failure_log else None
+        self.instruction_in_context = instruction_in_context
         self.stats = RolloutStats()
         self.specs: dict[str, list[EpisodeSpec]] = {}
         self.last_batch: list[Episode] = []
@@ -163,13 +166,17 @@ class EnvRollout:
                 self.pool.discard(env)
                 raise
             self.pool.give_back(spec.env, env)
-            prompt = [
-                {"role": "system", "content": str(info["instruction"])},
-                {"role": "user", "content": observation_text(observation)},
-            ]
+            prompt = self.first_messages(spec.env, info, observation)
             self.specs.setdefault(prompt_key(prompt), []).append(spec)
             rows.append({"prompt": prompt, "env": spec.env, "task": spec.seed})
         return Dataset.from_list(rows)
+
+    def first_messages(self, env_id: str, info: dict, observation: Any) -> list[dict]:
+        """The episode's opening: the instruction (where in context) and the first observation."""
+        shown = self.instruction_in_context
+        system = shown if isinstance(shown, bool) else env_id in shown
+        user = {"role": "user", "content": observation_text(observation)}
+        return ([{"role": "system", "content": str(info["instruction"])}] if system else []) + [user]
 
     def reward_func(self, prompts: list, completions: list, env_reward: list, **kwargs: Any) -> list:
         """TRL reward function: the env's episode reward (`None` for a failed episode)."""
@@ -233,10 +240,7 @@ class EnvRollout:
             episode.prompt_ids = [tokenizer.eos_token_id]
             return episode
         self.stats.env_seconds += time.perf_counter() - began
-        episode.messages = [
-            {"role": "system", "content": str(info["instruction"])},
-            {"role": "user", "content": observation_text(observation)},
-        ]
+        episode.messages = self.first_messages(spec.env, info, observation)
         episode.prompt_ids = list(
             tokenizer.apply_chat_template(
                 episode.messages, add_generation_prompt=True, tokenize=True, return_dict=False

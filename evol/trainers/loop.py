@@ -11,7 +11,8 @@ has wrong math solutions critiqued and refined; `guided` resamples the questions
 correct samples under Socratic guidance) -> **select and
 learn** (the objective named by `learn`: `sft` keeps successes and fine-tunes — AgentEvol;
 `dpo` pairs better against worse samples of a task; `inverse_q` scores every token by
-guidance) -> **evaluate** on held-out tasks. Strategies live in `evol/trainers/explore/`,
+guidance; `grpo` explores online itself — GRPO on the train tasks, no explore phase) ->
+**evaluate** on held-out tasks. Strategies live in `evol/trainers/explore/`,
 objectives in `evol/trainers/objectives/`, one small file each, registered by name.
 
 A strategy decides the config fields left null (`samples_per_task`, `keep_per_task`,
@@ -47,6 +48,7 @@ from evol.runs import prefix_cache_size, run_specs
 from evol.trainers.config import save_config
 from evol.trainers.data import examples, load_trajectories, select
 from evol.trainers.dpo import DPOSettings
+from evol.trainers.grpo import GRPOSettings
 from evol.trainers.inverse_q import InverseQSettings
 from evol.trainers.pairs import PAIRINGS
 from evol.trainers.sft import TrainResult, TrainSettings, fine_tune
@@ -73,7 +75,8 @@ class LoopConfig:
         metadata={"help": "explore strategy (evol/trainers/explore): sample, critique_refine, guided"},
     )
     learn: str = field(
-        default="sft", metadata={"help": "learn objective (evol/trainers/objectives): sft, dpo, inverse_q"}
+        default="sft",
+        metadata={"help": "learn objective (evol/trainers/objectives): sft, dpo, inverse_q, grpo"},
     )
     base_model: str = field(
         default="tiny",
@@ -231,6 +234,9 @@ class LoopConfig:
     dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "how learn=dpo learns"})
     inverse_q: InverseQSettings = field(
         default_factory=InverseQSettings, metadata={"help": "how learn=inverse_q learns"}
+    )
+    grpo: GRPOSettings = field(
+        default_factory=GRPOSettings, metadata={"help": "how learn=grpo learns (online, on the train tasks)"}
     )
 
     def __post_init__(self) -> None:
@@ -401,7 +407,7 @@ class SelfImproveTrainer:
         self.log(f"[{self.tag}] {name}: {seconds:.1f}s")
 
     # ---- pieces strategies and objectives use ---------------------------------------------
-    def _ensure_servers(self) -> None:
+    def ensure_servers(self) -> None:
         if self.urls:
             return
         flags = ["--capacity", "1024"]
@@ -443,7 +449,7 @@ class SelfImproveTrainer:
         """An engine on the run's env servers; with `env_kwargs`, on local envs built with them
         instead (an explore strategy whose envs hold an in-process counterpart, e.g. a critic)."""
         if env_kwargs is None:
-            self._ensure_servers()
+            self.ensure_servers()
         return RolloutEngine(
             agent,
             concurrency=self.config.concurrency,
@@ -625,9 +631,10 @@ class SelfImproveTrainer:
         for i in range(1, config.iterations + 1):
             iteration_dir = self.run_dir / f"iter_{i}"
             iteration_dir.mkdir(exist_ok=True)
-            self._phase(
-                f"iter_{i}/explore", lambda p=last, d=iteration_dir: self.explorer.explore(self, p, d)
-            )
+            if not getattr(self.objective, "online", False):
+                self._phase(
+                    f"iter_{i}/explore", lambda p=last, d=iteration_dir: self.explorer.explore(self, p, d)
+                )
             self._phase(
                 f"iter_{i}/learn", lambda i=i, d=iteration_dir, p=last: self._learn(i, d, p, base_dir)
             )

@@ -224,3 +224,23 @@ def test_cli_refuses_a_bad_config_with_exit_code_2(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "num_generations" in done.stderr
+
+
+def test_a_time_budget_stops_after_the_step_that_passes_it_and_the_instruction_can_stay_out(
+    model_dir, tmp_path
+):
+    from evol.rollout import task_specs
+    from evol.trainers.grpo import GRPORun
+
+    config = GRPOConfig(
+        model=str(model_dir), env_ids=[SIGNAL], output_dir=str(tmp_path / "run"), num_generations=2,
+        prompts_per_step=1, steps=50, time_budget_s=0.001, max_turns=1, max_new_tokens=3, progress=False,
+        instruction_in_context=False,
+    )  # fmt: skip
+    specs = task_specs([SIGNAL], 2, start=5)
+    run = GRPORun(config, specs=specs)
+    result = run.train()
+    assert run.trainer.state.global_step == 1 and len(result.losses) == 1
+    assert {spec.seed for spec in run.rollout.specs[next(iter(run.rollout.specs))]} <= {5, 6}
+    first = run.rollout.last_batch[0].messages
+    assert first[0]["role"] == "user" and INSTRUCTION not in json.dumps(first)

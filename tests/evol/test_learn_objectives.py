@@ -311,6 +311,9 @@ def test_held_out_tasks_never_overlap_the_explored_ones():
         ({"env_kwargs": {"evol/BabyAI-v0": {}}}, "env_kwargs"),
         ({"env_kwargs": {COUNTER: {"size": 3}}}, "env_kwargs"),
         ({"counterparts": ["critic"]}, "counterparts"),
+        ({"learn": "grpo", "history_turns": 0}, "history_turns"),
+        ({"learn": "grpo", "grpo": {"num_generations": 1}}, "num_generations"),
+        ({"grpo": {"time_budget_s": 0}}, "time_budget_s"),
     ],
 )
 def test_bad_loop_configs_are_refused_before_any_work_naming_the_field(tmp_path, capsys, change, field):
@@ -352,12 +355,15 @@ def test_agentevol_learns_a_task_its_held_out_success_rises_above_the_untrained_
     assert table["iter_1"][SIGNAL] >= 0.5, table
 
 
-@pytest.mark.parametrize("learn", ["dpo", "inverse_q"])
+@pytest.mark.parametrize("learn", ["dpo", "inverse_q", "grpo"])
 def test_the_loop_runs_each_objective_end_to_end(tmp_path, learn):
     quick = {"epochs": 2.0, "learning_rate": 1e-3, "batch_size": 4, "progress": False, "logging_steps": 1}
+    grpo = {"steps": 2, "num_generations": 2, "prompts_per_step": 2, "learning_rate": 1e-3, "max_turns": 2,
+            "max_new_tokens": 3}  # fmt: skip
     config = loop_config(
         tmp_path / "run", learn=learn, samples_per_task=3, explore_temperature=1.5, eval_untrained=False,
         explore_tasks=8, eval_tasks=8, dpo={**quick, "beta": 0.5}, inverse_q={**quick, "guidance": "hint"},
+        grpo=grpo,
     )  # fmt: skip
     table = SelfImproveTrainer(config, log=lambda _: None).train()
     assert list(table) == ["bc", "iter_1"]
@@ -369,5 +375,11 @@ def test_the_loop_runs_each_objective_end_to_end(tmp_path, learn):
     if learn == "dpo":
         assert (run / "iter_1/pairs.jsonl").exists()
         assert any(m.get("pairs", 0) > 0 for m in metrics)
+    elif learn == "grpo":  # online: no explore phase; G x tasks-per-step x steps episodes on train tasks
+        assert not (run / "iter_1/explore.jsonl").exists()
+        assert "iter_1/explore" not in json.loads((run / "state.json").read_text())["done"]
+        row = next(m for m in metrics if "grpo_episodes" in m)
+        assert row["grpo_episodes"] == 2 * 2 * 2 and row["grpo_steps"] == 2 and row["grpo_failed_episodes"] == 0
+        assert trained[0]["examples"] == 8 and all(math.isfinite(x) for x in trained[0]["losses"])
     else:
         assert any(m.get("inverse_q_rows", 0) > 0 for m in metrics)
