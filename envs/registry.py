@@ -48,6 +48,7 @@ BUILTIN_ENVS: dict[str, str] = {
     "evol/Wordle-v0": "envs.games.wordle:WordleEnv",
     "evol/TextCraft-v0": "envs.games.textcraft:TextCraftEnv",
     "evol/SciWorld-v0": "envs.sciworld.env:SciWorldEnv",
+    "evol/RewardJudge-v0": "envs.rewardjudge.env:RewardJudgeEnv",
 }
 
 

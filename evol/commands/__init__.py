@@ -24,6 +24,7 @@ COMMANDS = (
     "train",
     "analyze",
     "quickstart",
+    "rm_bench",
 )
 
 

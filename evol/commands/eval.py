@@ -12,6 +12,14 @@ the envs as their counterpart, as `evol serve --counterpart NAME=SPEC` does for 
 It is asked once before any episode runs: a spec that names no agent, or a model that does
 not answer, refuses the command (exit 2); a counterpart failing later fails its episodes
 (faults, exit 1). A run in which no episode was completed exits 1.
+
+`--best-of N --rm SPEC` runs N episodes of each task (sampling, so `--temperature` > 0) and
+keeps one per task (`evol.rewards.best_of_n`: per episode, since a turn cannot be re-drawn
+without replaying the env): SPEC `oracle` keeps the one with the highest env reward, a
+directory is a reward model (`evol.rewards.classifier.ClassifierRM`, e.g. from `evol train
+rm`) whose highest-scored episode is kept. One table (`best_of_n.md/.json/.png`) gives the
+success of plain sampling, of BoN with the RM and of BoN with the oracle on the same episodes;
+the usual reports cover all N samples (plain sampling).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import envs
@@ -45,6 +54,20 @@ def register(subparsers: Any) -> None:
         type=int,
         default=1,
         help="samples per task (majority vote and pass@k where the env reports them)",
+    )
+    p.add_argument(
+        "--best-of",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Best-of-N: N episodes per task, the one --rm scores highest kept (needs --temperature > 0)",
+    )
+    p.add_argument(
+        "--rm",
+        default=None,
+        metavar="SPEC",
+        help="the reward model of --best-of: `oracle` (the env's reward), a reward-model "
+        "checkpoint directory (evol train rm), or a spec of `evol rm-bench --rm`",
     )
     add_options_flag(p)
     add_agent_flags(p)
@@ -142,12 +165,59 @@ def probe_counterparts(counterparts: dict[str, Any], built: list[Any]) -> str | 
     return None
 
 
+def best_of_problem(args: argparse.Namespace) -> str | None:
+    """Why `--best-of`/`--rm` cannot be used as given, or None."""
+    if args.best_of is None and args.rm is None:
+        return None
+    if args.best_of is None:
+        return "--rm needs --best-of N"
+    if args.rm is None:
+        return "--best-of needs --rm SPEC (oracle, or a reward-model checkpoint directory)"
+    if args.best_of < 2:
+        return f"--best-of must be >= 2, got {args.best_of}"
+    if args.samples != 1:
+        return "--best-of N runs N samples per task itself; leave --samples out"
+    if args.temperature == 0:
+        return "--best-of N with greedy decoding repeats one episode; set --temperature"
+    if args.rm != "oracle" and (Path(args.rm).is_dir() or args.rm.startswith("classifier:")):
+        from evol.rewards.classifier import check_checkpoint
+
+        try:
+            check_checkpoint(args.rm.removeprefix("classifier:"))
+        except ValueError as error:
+            return f"--rm {args.rm}: {error} (SPEC is `oracle` or a reward-model checkpoint directory)"
+    elif args.rm != "oracle" and args.rm != "guard" and args.rm.partition(":")[0] not in ("judge", "openai"):
+        return (
+            f"--rm {args.rm}: not a checkpoint directory, nor a reward-model spec "
+            "(oracle, guard, classifier:DIR, judge:AGENT_SPEC, openai:URL#MODEL)"
+        )
+    return None
+
+
+def load_rm(spec: str) -> Any:
+    """The reward model of `--rm SPEC` (None for `oracle`: the oracle is in every BoN table): a
+    checkpoint directory, or any spec of `evol rm-bench --rm` (classifier:DIR, judge:AGENT,
+    openai:URL#MODEL, guard)."""
+    if spec == "oracle":
+        return None
+    from evol.rewards.backends import load_rm as load_spec
+
+    return load_spec(f"classifier:{spec}" if Path(spec).is_dir() else spec)
+
+
 def run(args: argparse.Namespace) -> int:
     from evol.evaluate import eval_specs, evaluate, markdown_table
 
-    problem = unknown_env(args.env)
+    problem = unknown_env(args.env) or best_of_problem(args)
     if problem:
         return refuse(problem)
+    rm = None
+    if args.best_of is not None:
+        try:
+            rm = load_rm(args.rm)
+        except Exception as error:
+            return refuse(f"--rm {args.rm}: cannot be loaded: {type(error).__name__}: {error}")
+        args.samples = args.best_of
     if args.samples > 1 and args.temperature == 0:
         return refuse("--samples > 1 with greedy decoding repeats one answer; set --temperature")
     try:
@@ -209,4 +279,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{written.report.name} of {written.env} ({written.figure_path}):\n{table}")
     out = result.out
     print(f"evol: wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'success.png'}")
+    if args.best_of is not None:
+        from evol.rewards.best_of_n import best_of_n, bon_table, write_bon
+
+        try:
+            bon = best_of_n(result.trajectories, rm)
+        finally:
+            if rm is not None:
+                rm.close()
+        title = f"Best-of-{args.best_of} of {args.agent} (RM: {args.rm})"
+        paths = write_bon(bon, out, title)
+        print(bon_table(bon, title))
+        print(f"evol: wrote {paths['json']}, {paths['md']}, {paths['png']}")
     return status

@@ -8,4 +8,5 @@ TRAINERS = {
     "inverse-q": ("evol.trainers.inverse_q", "InverseQConfig", "InverseQRun"),
     "critic": ("evol.trainers.critic", "CriticConfig", "CriticTrainer"),
     "grpo": ("evol.trainers.grpo", "GRPOConfig", "GRPORun"),
+    "rm": ("evol.trainers.rm", "RMConfig", "RMTrainer"),
 }

@@ -403,6 +403,7 @@ def pathological(length: int, prefixes: list[str]):
 
 
 STEP_CORPUS = {  # env id, kwargs, prefixes
+    "evol/RewardJudge-v0": ({}, ["", "Verdict: ", "Scores: 1, ", "("]),
     "evol/MathCritique-v0": ({"critic": "oracle"}, ["", "The answer is ", "Step 1: 3 * 12 = "]),
     "evol/MathCritic-v0": ({}, ["", "Step ", "Step 1: ", "Final answer: 3\nVerdict: "]),
     "evol/ToolUse-v0": ({}, ["", "Action: f\nAction Input: ", "get_weather(city="]),

@@ -379,7 +379,9 @@ def test_the_loop_runs_each_objective_end_to_end(tmp_path, learn):
         assert not (run / "iter_1/explore.jsonl").exists()
         assert "iter_1/explore" not in json.loads((run / "state.json").read_text())["done"]
         row = next(m for m in metrics if "grpo_episodes" in m)
-        assert row["grpo_episodes"] == 2 * 2 * 2 and row["grpo_steps"] == 2 and row["grpo_failed_episodes"] == 0
+        assert (
+            row["grpo_episodes"] == 2 * 2 * 2 and row["grpo_steps"] == 2 and row["grpo_failed_episodes"] == 0
+        )
         assert trained[0]["examples"] == 8 and all(math.isfinite(x) for x in trained[0]["losses"])
     else:
         assert any(m.get("inverse_q_rows", 0) > 0 for m in metrics)

@@ -1,0 +1,1 @@
+"""Reward-model judging: RMB-format preference data (`data`) and `evol/RewardJudge-v0` (`env`)."""

@@ -1,0 +1,1 @@
+"""Reward models: one interface (`evol.rewards.base.RewardModel`), backends, the RMB benchmark."""
