@@ -8,5 +8,6 @@ TRAINERS = {
     "inverse-q": ("evol.trainers.inverse_q", "InverseQConfig", "InverseQRun"),
     "critic": ("evol.trainers.critic", "CriticConfig", "CriticTrainer"),
     "grpo": ("evol.trainers.grpo", "GRPOConfig", "GRPORun"),
+    "gpo": ("evol.trainers.gpo", "GPOConfig", "GPOTrainer"),
     "rm": ("evol.trainers.rm", "RMConfig", "RMTrainer"),
 }
