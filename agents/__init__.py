@@ -1,7 +1,8 @@
 """EvolGym agents: one batched interface (`agents.base`) and its backends.
 
 An agent spec string picks a backend: `expert`, `random`, `hf:PATH`, `hf-vision:PATH`, `vllm:PATH`,
-`openai:URL#MODEL`, and strategies wrapping one of them: `self-demos:SPEC`.
+`openai:URL#MODEL`, and prompting strategies wrapping one of them: `self-demos:SPEC`,
+`self-icl:SPEC`, `few-shot:SPEC`, `zero-shot:SPEC` (`agents.demo_baselines`).
 """
 
 from __future__ import annotations
@@ -32,10 +33,16 @@ def load_agent(spec: str, **kwargs: Any) -> Agent:
         from agents.scripted import RandomAgent
 
         return RandomAgent(seed=int(target) if target else None)
-    if kind == "self-demos" and target:
-        from agents.self_demos import SelfDemosAgent
+    if kind in STRATEGIES:
+        if not target or target.partition(":")[0] in STRATEGIES:
+            raise ValueError(
+                f"agent spec {spec!r}: {kind}: wraps a model agent spec (e.g. {kind}:hf:PATH), "
+                f"not {'nothing' if not target else 'another strategy'}"
+            )
+        from agents import demo_baselines, self_demos
 
-        return SelfDemosAgent(load_agent(target, **kwargs))
+        module = self_demos if kind == "self-demos" else demo_baselines
+        return getattr(module, STRATEGIES[kind])(load_agent(target, **kwargs))
     if kind == "hf" and target:
         from agents.hf import HFAgent
 
@@ -54,11 +61,18 @@ def load_agent(spec: str, **kwargs: Any) -> Agent:
         url, _, model = target.partition("#")
         return OpenAIAgent(url, model=model or None, **kwargs)
     raise ValueError(
-        f"unknown agent spec {spec!r}: use expert, random, hf:PATH, vllm:PATH or openai:URL#MODEL"
+        f"unknown agent spec {spec!r}: use expert, random, hf:PATH, vllm:PATH or openai:URL#MODEL, "
+        f"or a strategy around one: {', '.join(s + ':SPEC' for s in STRATEGIES)}"
     )
 
 
-SPEC_KINDS = ("expert", "random", "self-demos", "hf", "hf-vision", "vllm", "openai")
+STRATEGIES = {
+    "self-demos": "SelfDemosAgent",
+    "self-icl": "SelfICLAgent",
+    "few-shot": "FewShotAgent",
+    "zero-shot": "ZeroShotAgent",
+}
+SPEC_KINDS = ("expert", "random", *STRATEGIES, "hf", "hf-vision", "vllm", "openai")
 
 
 class LazyAgent:

@@ -20,7 +20,14 @@ agent, in four steps:
    before the query's own heading) and every turn of the episode is answered with them.
 
 When a step fails (no function named, fewer than `keep` distinct examples, none passing
-the checks) the episode falls back to plain few-shot: the conversation unchanged. What
+the checks) the episode falls back to plain few-shot: the conversation unchanged.
+
+Math problems (an info with `question` and `demonstrations` of `{question, solution}`, as
+`evol/MathCritique-v0` gives with `demos=k`) take the same four steps: (1) what the problem
+needs (its kind of story and operations, one line); (2) `num_demos` worked problems like
+this one (query-aware); (3) each checked (a problem and a step, a final `The answer is N.`
+line, every `a op b = c` computation right, not the problem itself), then selected;
+(4) added before the problem's heading. What
 happened is kept per episode (`preparation(messages)`, keyed by the system message and
 the first observation, so samples of one task share it). The agent reads only `info`: it
 knows nothing of any env.
@@ -38,6 +45,7 @@ import re
 import tokenize
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from agents.base import Agent, AgentInput, Message, SamplingParams
@@ -121,11 +129,19 @@ class SelfDemosAgent(Agent):
     def generate(self, inputs: list[AgentInput], sampling: SamplingParams) -> list[list[str]]:
         keys = [opening_key(item.messages) for item in inputs]
         todo: dict[str, AgentInput] = {}
+        math: dict[str, AgentInput] = {}
         for key, item in zip(keys, inputs, strict=True):
-            if key not in self._prepared and key not in todo and _task_of(item.info) is not None:
+            if key in self._prepared or key in todo or key in math:
+                continue
+            if _task_of(item.info) is not None:
                 todo[key] = item
+            elif math_task_of(item.info) is not None:
+                math[key] = item
         if todo:
             for key, preparation in zip(todo, self._prepare(list(todo.values())), strict=True):
+                self._remember(key, preparation)
+        if math:
+            for key, preparation in zip(math, self._prepare_math(list(math.values())), strict=True):
                 self._remember(key, preparation)
         augmented = [
             self._augment(item, self._prepared.get(key)) for key, item in zip(keys, inputs, strict=True)
@@ -194,6 +210,60 @@ class SelfDemosAgent(Agent):
                 preparation.block = demonstrations_block(preparation.selected, first)
         return preparations
 
+    def _prepare_math(self, items: list[AgentInput]) -> list[Preparation]:
+        """Steps 1-3 for math problems (see the module docstring)."""
+        tasks = [math_task_of(item.info) for item in items]
+        preparations = [Preparation(query=task["query"]) for task in tasks]
+        replies = self._ask([math_understanding_prompt(t) for t in tasks], SamplingParams(max_new_tokens=48))
+        for preparation, reply in zip(preparations, replies, strict=True):
+            need = " ".join((reply[0] if reply else "").split())[:300]
+            preparation.functions = [need] if need else []
+            if not need:
+                preparation.fallback = "step 1: the reply says nothing of what the problem needs"
+        live = [i for i, p in enumerate(preparations) if p.fallback is None]
+        sampling = SamplingParams(
+            temperature=self.temperature, n=self.num_demos, max_new_tokens=self.max_new_tokens
+        )
+        prompts = [math_generation_prompt(tasks[i], preparations[i].functions[0]) for i in live]
+        for i, samples in zip(live, self._ask(prompts, sampling), strict=True):
+            found = (parse_math_demonstration(s) for s in samples)
+            preparations[i].candidates = distinct(c for c in found if c is not None)
+            if len(preparations[i].candidates) < self.keep:
+                n = len(preparations[i].candidates)
+                preparations[i].fallback = f"step 2: {n} distinct demonstrations, fewer than {self.keep}"
+        choose = []
+        for i in [i for i, p in enumerate(preparations) if p.fallback is None]:
+            preparation = preparations[i]
+            preparation.problems = [
+                check_math_demonstration(c, tasks[i]["query"]) for c in preparation.candidates
+            ]
+            passed = [
+                c for c, bad in zip(preparation.candidates, preparation.problems, strict=True) if not bad
+            ]
+            if not passed:
+                preparation.fallback = "step 3: no demonstration passed the checks"
+            elif len(passed) <= self.select or not self.select_with_model:
+                preparation.selected = passed[: self.select]
+            else:
+                choose.append((i, passed))
+        if choose:
+            prompts = [math_selection_prompt(tasks[i], passed) for i, passed in choose]
+            for (i, passed), reply in zip(
+                choose, self._ask(prompts, SamplingParams(max_new_tokens=64)), strict=True
+            ):
+                picked = read_selection(reply[0] if reply else "", len(passed), self.select)
+                preparations[i].selected = (
+                    [passed[n - 1] for n in picked] if picked else passed[: self.select]
+                )
+        for task, preparation in zip(tasks, preparations, strict=True):
+            if preparation.fallback is None:
+                first = len(task["demonstrations"]) + 1
+                shown = "\n\n".join(
+                    render_math_demonstration(d, first + n) for n, d in enumerate(preparation.selected)
+                )
+                preparation.block = f"# More demonstrations (written for this problem)\n{shown}"
+        return preparations
+
     def _ask(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
         if not prompts:
             return []
@@ -244,6 +314,20 @@ def _task_of(info: dict[str, Any]) -> dict[str, Any] | None:
         return None
     demos = info.get("demonstrations") if isinstance(info.get("demonstrations"), list) else []
     return {"schemas": schemas, "query": query, "demonstrations": demos}
+
+
+def math_task_of(info: dict[str, Any]) -> dict[str, Any] | None:
+    """A math problem with worked demonstrations (`question`, `demonstrations` of
+    `{question, solution}`), or None."""
+    question, demos = info.get("question"), info.get("demonstrations")
+    if not isinstance(question, str) or not question.strip() or not isinstance(demos, list):
+        return None
+    kept = [
+        {"query": d["question"], "solution": str(d.get("solution", ""))}
+        for d in demos
+        if isinstance(d, dict) and isinstance(d.get("question"), str)
+    ]
+    return {"query": question, "demonstrations": kept}
 
 
 # ---- prompts ----------------------------------------------------------------------------
@@ -672,3 +756,110 @@ def read_selection(reply: str, count: int, most: int) -> list[int]:
     if not picked or len(picked) > most or any(not 1 <= n <= count for n in picked):
         return []
     return picked
+
+
+# ---- math problems ------------------------------------------------------------------------
+MATH_PROBLEM_LINE = re.compile(r"^\s*(?:\*+\s*)?problem\s*(?:\*+\s*)?:\s*(.*)$", re.IGNORECASE)
+MATH_SOLUTION_LINE = re.compile(r"^\s*(?:\*+\s*)?solution\s*(?:\*+\s*)?:\s*(.*)$", re.IGNORECASE)
+MATH_ANSWER_LINE = re.compile(r"the answer is\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
+# One computation `a op b = c` (numbers with optional $ and commas); longer ones are not checked.
+COMPUTATION = re.compile(
+    r"(?<![\w.])\$?(-?\d[\d,]*(?:\.\d+)?)\s*([-+*/x×])\s*\$?(-?\d[\d,]*(?:\.\d+)?)\s*=\s*\$?(-?\d[\d,]*(?:\.\d+)?)(?![\d.]*\s*[-+*/x×]\s*\d)"
+)
+
+
+def render_math_demonstration(demo: dict[str, Any], number: int | None = None) -> str:
+    lines = [f"Example {number}"] if number is not None else []
+    return "\n".join([*lines, f"Problem: {demo.get('query', '')}", "Solution:", demo.get("solution", "")])
+
+
+def _math_seed_demos(task: dict[str, Any]) -> str:
+    return "\n\n".join(render_math_demonstration(d) for d in task["demonstrations"])
+
+
+def math_understanding_prompt(task: dict[str, Any]) -> str:
+    return (
+        "In this task you decide what a math problem needs before anyone solves it.\n\n"
+        f"# Problem\nProblem: {task['query']}\n\n"
+        "# Instruction\nIn one line, say what kind of problem it is: what the story is about and "
+        "which quantities and operations solving it takes."
+    )
+
+
+def math_generation_prompt(task: dict[str, Any], need: str) -> str:
+    return (
+        "In this task you write a worked example of a math word problem and its solution.\n\n"
+        f"# Examples\n{_math_seed_demos(task) or '(none)'}\n\n"
+        f"# A problem to prepare for\nProblem: {task['query']}\nWhat it needs: {need}\n\n"
+        "Write one new example: a problem like the one above (the same kind of story and steps) with its "
+        'own numbers, and its solution.\nAfter "Problem: ", state the problem.\nAfter "Solution:", write '
+        "one step a line, each with its computation (for example `3 * 12 = 36`), and end with the line "
+        "`The answer is N.`"
+    )
+
+
+def math_selection_prompt(task: dict[str, Any], demos: list[dict[str, Any]]) -> str:
+    shown = "\n\n".join(f"Example <{i + 1}>:\n{render_math_demonstration(d)}" for i, d in enumerate(demos))
+    return (
+        "Here are worked examples written for the problem below; check them and keep the best.\n\n"
+        f"# Problem\nProblem: {task['query']}\n\n# Examples to check\n{shown}\n\n"
+        "# Instruction\nSelect one or two best examples (right computations, most like the problem).\n"
+        'After "Selection: ", give their numbers as <x>, <y>.\nAfter "Explanation: ", say why.'
+    )
+
+
+def parse_math_demonstration(text: str) -> dict[str, Any] | None:
+    """`{"query", "solution", "calls"}` from a generated worked problem, or None without a problem,
+    steps or a final answer line (`calls` stays empty: `distinct` keys on it)."""
+    lines = text[:MAX_REPLY_LENGTH].splitlines()
+    query, start = None, 0
+    for i, line in enumerate(lines):
+        match = MATH_PROBLEM_LINE.match(line)
+        if match:
+            query, start = match.group(1).strip(), i + 1
+            break
+    if not query:
+        return None
+    steps: list[str] = []
+    for line in lines[start:]:
+        labelled = MATH_SOLUTION_LINE.match(line)
+        line = (labelled.group(1) if labelled else line).strip()
+        if not line:
+            continue
+        steps.append(line)
+        if MATH_ANSWER_LINE.search(line):
+            break
+    if not steps or not MATH_ANSWER_LINE.search(steps[-1]):
+        return None
+    return {"query": query, "solution": "\n".join(steps), "calls": [], "steps": len(steps) - 1}
+
+
+def _number(text: str) -> Fraction:
+    return Fraction(text.replace(",", ""))
+
+
+def check_math_demonstration(demo: dict[str, Any], query: str) -> list[str]:
+    """Every problem of a generated worked problem (empty when it passes)."""
+    problems = []
+    if " ".join(demo["query"].lower().split()) == " ".join(query.lower().split()):
+        problems.append("the example is the problem itself")
+    if demo.get("steps", 0) < 1:
+        problems.append("no step before the final answer")
+    for match in COMPUTATION.finditer(demo["solution"]):
+        before = demo["solution"][: match.start()].rstrip().rstrip("$").rstrip()
+        if before and before[-1] in "+-*/x×(":  # part of a longer computation: not checked
+            continue
+        a, op, b, c = match.groups()
+        try:
+            x, y, z = _number(a), _number(b), _number(c)
+        except (ValueError, ZeroDivisionError):
+            problems.append(f"unreadable computation {match.group(0)!r}")
+            continue
+        if op == "/" and y == 0:
+            problems.append(f"division by zero in {match.group(0)!r}")
+            continue
+        value = {"+": x + y, "-": x - y, "*": x * y, "x": x * y, "×": x * y}.get(op)
+        value = x / y if op == "/" else value
+        if value != z:
+            problems.append(f"wrong computation {match.group(0)!r} (it is {float(value):g})")
+    return problems

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ MAX_REFINE_ROUNDS = 16  # each round adds an attempt and a critique to the episo
 MAX_ANSWER_TIMEOUT = 10.0  # seconds of one symbolic answer check
 MAX_PREFIX_STEPS = 100
 MAX_CRITIC_TOKENS = 8192
+MAX_DEMOS = 8
 ANSWER_FORMAT = (
     "Solve it step by step: one step a line, each with its computation written out "
     "(for example `3 * 12 = 36`), and end with the line `The answer is N.`"
@@ -106,7 +108,12 @@ class MathCritiqueEnv(TextEnv):
     check decides, the default; "always": every attempt is critiqued and the critic's
     verdict decides), `difficulty` (default "mixed"), `answer_timeout` (seconds per
     symbolic answer check, default 2, from 0.1 to 10), `max_turns` (at most 100),
-    `render_mode` (`kwarg_params` and `option_params` declare each with its bounds). The
+    `render_mode`, `demos` (default 0; k > 0 shows k worked train problems before the
+    problem, under `# Demonstrations`, each about another topic than the problem's and than
+    each other (Self-Demos' math setting: the demonstrations never show this topic); they go in
+    `info["demonstrations"]` as `{question, solution, answer, topic}` and the problem's text
+    in `info["question"]`; generated problems only) (`kwarg_params` and `option_params`
+    declare each with its bounds). The
     expert writes the reference solution (the part after the prefix under state reset).
 
     ## Registered configurations
@@ -141,6 +148,9 @@ class MathCritiqueEnv(TextEnv):
         ),
         "max_turns": turns_param(10, maximum=100),
         "render_mode": RENDER_MODE,
+        "demos": Param(
+            "int", default=0, minimum=0, maximum=MAX_DEMOS, help="worked demonstrations of other topics"
+        ),
     }
     option_params = {
         "task": task_param(MAX_TASK, "task index (generated: below 1,000,000 in train, 10,000 in test)"),
@@ -163,8 +173,12 @@ class MathCritiqueEnv(TextEnv):
         answer_timeout: float = DEFAULT_TIMEOUT,
         max_turns: int | None = None,
         render_mode: str | None = None,
+        demos: int = 0,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
+        if demos and data is not None:
+            raise ParamError("demos applies to generated problems only (they have topics); leave data out")
+        self.demos = demos
         if refine_rounds + 1 > self.max_turns:
             raise ParamError(f"refine_rounds={refine_rounds} needs max_turns of at least {refine_rounds + 1}")
         self.refine_rounds = refine_rounds
@@ -225,7 +239,19 @@ class MathCritiqueEnv(TextEnv):
         }
         if guidance == "state_reset":
             info["prefix_steps"] = len(self._prefix)
-        return self._problem_text(guidance), info
+        text = self._problem_text(guidance)
+        if self.demos:
+            shown = other_topic_demos(problem, self.demos)
+            info["question"] = problem.question
+            info["demonstrations"] = [
+                {"question": d.question, "solution": d.solution, "answer": d.answer, "topic": d.topic}
+                for d in shown
+            ]
+            blocks = "\n\n".join(
+                f"Example {i}\nProblem: {d.question}\nSolution:\n{d.solution}" for i, d in enumerate(shown, 1)
+            )
+            text = f"# Demonstrations\n{blocks}\n\n# Problem\n{text}"
+        return text, info
 
     def _step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         problem = self._problem
@@ -357,3 +383,20 @@ class MathCritiqueEnv(TextEnv):
             return "The answer is 0."
         lines = self._problem.lines[len(self._prefix) :]
         return "\n".join([*lines, f"The answer is {self._problem.answer}."])
+
+
+def other_topic_demos(problem: Problem, k: int) -> list[Problem]:
+    """`k` train problems of the problem's level, each of a topic other than the problem's and
+    than each other's; always the same ones for one (split, task)."""
+    rng = random.Random(f"evol-math-demos|{problem.split}|{problem.task}|{problem.difficulty}")
+    level = problem.difficulty or "mixed"
+    shown: list[Problem] = []
+    seen = {problem.topic}
+    for _ in range(500):
+        candidate = generate_problem(rng.randrange(TASKS_PER_SPLIT["train"]), "train", level)
+        if candidate.topic not in seen:
+            seen.add(candidate.topic)
+            shown.append(candidate)
+            if len(shown) == k:
+                break
+    return shown

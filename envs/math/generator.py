@@ -178,6 +178,7 @@ class _Story:
             givens=list(self.givens),
             derivation=derivation,
             difficulty=self.level,
+            topic=self.topic.item,
         )
 
     def add_distractors(self) -> None:

@@ -70,6 +70,7 @@ class Problem:
     difficulty: str | None = None
     split: str = "train"
     task: int = 0
+    topic: str | None = None  # generated problems: what the story is about (its item)
 
     @property
     def solution(self) -> str:

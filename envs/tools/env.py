@@ -170,7 +170,7 @@ class ToolUseEnv(TextEnv):
     OOD-Toolset's metrics over them against the gold calls, after normalising call strings
     (see `envs.tools.calls`): `exact_match` (1 when every gold call was made) and
     `partial_match` (1 all, 0.5 some, 0 none). The last step adds `gold_calls` and
-    `gold_answer`.
+    `gold_answer`, and `info["outcome"]` (kept in the trajectory) both metrics.
 
     ## Success
 
@@ -402,6 +402,17 @@ class ToolUseEnv(TextEnv):
 
     def _success(self) -> bool:
         return self._correct
+
+    def outcome(self) -> dict[str, Any]:
+        """The calls' exact and partial match and the demonstration mode, kept in the trajectory
+        (`benchmarks/self_demos_comparison.py` tabulates them without replaying the episode)."""
+        metrics = self._metrics()
+        task = self._episode.task if self._episode is not None else None
+        return {
+            "exact_match": metrics["exact_match"],
+            "partial_match": metrics["partial_match"],
+            "gold_functions": sorted(task.functions) if task is not None else None,
+        }
 
     def step(self, action: Any):
         observation, reward, terminated, truncated, info = super().step(action)
