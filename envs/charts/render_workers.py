@@ -26,6 +26,7 @@ from envs.charts.chart import Chart
 from envs.charts.render import RenderError, render_png
 
 _HEADER = struct.Struct("!I")
+CHART_WORKER = "from envs.charts.render_workers import serve_renders; serve_renders()"
 
 
 def _write_message(stream: Any, payload: Any) -> None:
@@ -56,9 +57,9 @@ def serve_renders() -> None:
 
 
 class _Worker:
-    def __init__(self, start_timeout: float):
+    def __init__(self, start_timeout: float, entry: str = CHART_WORKER):
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from envs.charts.render_workers import serve_renders; serve_renders()"],
+            [sys.executable, "-c", entry],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -95,10 +96,13 @@ class _Worker:
 class ChartRenderer:
     """Renders charts to PNG in up to `processes` worker subprocesses, each call under `timeout`.
 
-    Thread-safe: each call takes an idle worker (starting one while fewer than
-    `processes` run). The worker's alarm stops code that runs past `timeout`; a worker
+    `worker_entry` is the Python line a worker runs (`envs.charts.code_check.CodeRenderer`
+    starts workers that take model-written code instead, under OS limits). Thread-safe:
+    each call takes an idle worker (starting one while fewer than `processes` run). The worker's alarm stops code that runs past `timeout`; a worker
     still silent `grace` seconds later is killed (and replaced on demand).
     """
+
+    worker_entry = CHART_WORKER
 
     def __init__(
         self, processes: int = 1, timeout: float = 10.0, grace: float = 5.0, start_timeout: float = 60.0
@@ -130,7 +134,7 @@ class ChartRenderer:
             except queue.Empty:
                 continue
         try:
-            worker = _Worker(self.start_timeout)
+            worker = _Worker(self.start_timeout, self.worker_entry)
         except BaseException:
             with self._lock:
                 self._all.remove(None)

@@ -59,12 +59,37 @@ def register(subparsers: Any) -> None:
         "--max-new-tokens", type=int, default=512, help="tokens per actor or refiner reply (default 512)"
     )
     q.set_defaults(func=run_critiques)
-    q = kinds.add_parser("charts", help="chart images, plotting code and QA JSONL (ReachQA fields)")
-    q.add_argument("--n", type=int, required=True, help="charts to write")
+    q = kinds.add_parser(
+        "charts",
+        help="chart images, plotting code and QA JSONL (ReachQA fields): from the template generator "
+        "(default) or written by a model (--synth agent: Code-as-Intermediary Translation)",
+    )
+    q.add_argument("--n", type=int, required=True, help="charts to write (kept, with --synth agent)")
     q.add_argument("--out", required=True, help="output directory")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--split", default="train")
     q.add_argument("--processes", type=int, default=2, help="rendering processes (default 2)")
+    q.add_argument(
+        "--synth",
+        default="template",
+        choices=["template", "agent"],
+        help="template: the offline generator (default); agent: a model writes the plotting code and QA",
+    )
+    q.add_argument(
+        "--agent", metavar="SPEC", help="--synth agent: the model, e.g. openai:URL#MODEL or hf:PATH"
+    )
+    q.add_argument(
+        "--seeds", type=int, help="--synth agent: template charts whose code seeds self-instruct (default 18)"
+    )
+    q.add_argument(
+        "--rounds",
+        type=int,
+        help="--synth agent: 1 self-instruct round, then evol-instruct rounds (default 2)",
+    )
+    q.add_argument("--tries", type=int, help="--synth agent: prompts a round may use, per chart (default 3)")
+    q.add_argument("--temperature", type=float, help="--synth agent: sampling temperature (default 0.7)")
+    q.add_argument("--max-new-tokens", type=int, help="--synth agent: tokens per reply (default 1024)")
+    q.add_argument("--timeout", type=float, help="--synth agent: seconds a script may run (default 10)")
     q.set_defaults(func=run)
     q = kinds.add_parser(
         "pairs",
@@ -128,12 +153,61 @@ def register(subparsers: Any) -> None:
     q.set_defaults(func=run_self_talk)
 
 
+AGENT_SYNTH_FLAGS = ("agent", "seeds", "rounds", "tries", "temperature", "max_new_tokens", "timeout")
+
+
 def run(args: argparse.Namespace) -> int:
     from envs.charts.data import write_chart_data
+    from evol.commands.common import refuse
 
+    if args.n < 0:
+        return refuse(f"--n must be >= 0, got {args.n}")
+    if args.synth == "agent":
+        return run_chart_synthesis(args)
+    given = [f"--{name.replace('_', '-')}" for name in AGENT_SYNTH_FLAGS if getattr(args, name) is not None]
+    if given:
+        return refuse(f"{', '.join(given)}: applies to --synth agent only")
     written = write_chart_data(args.n, args.out, seed=args.seed, split=args.split, processes=args.processes)
     print(f"evol: wrote {written} {args.kind} examples to {args.out}")
     return 0
+
+
+def run_chart_synthesis(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agents import LazyAgent
+    from evol.charts_synthesis import SynthesisSettings, synthesize_charts
+    from evol.commands.common import refuse
+
+    if not args.agent:
+        return refuse("--agent: --synth agent needs the model that writes the charts (an agent spec)")
+    given = {name: getattr(args, name) for name in AGENT_SYNTH_FLAGS[1:] if getattr(args, name) is not None}
+    settings = SynthesisSettings(
+        n=args.n, processes=args.processes, split=args.split, seed=args.seed, **given
+    )
+    problems = settings.problems()
+    if problems:
+        name, reason = problems[0]
+        return refuse(f"--{name.replace('_', '-')}: {reason}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        return refuse(f"--out: {args.out} is a file, not a directory")
+    try:
+        agent = LazyAgent(args.agent)
+    except ValueError as error:
+        return refuse(f"--agent: {error}")
+    if agent.needs_env:
+        return refuse(f"--agent {args.agent}: writes no text without an env; give a model")
+    try:
+        agent.load()
+    except (OSError, ValueError) as error:
+        return refuse(f"--agent {args.agent}: cannot load it: {error}")
+    report = synthesize_charts(agent, args.out, settings, log=lambda line: print(f"evol: {line}"))
+    print(report.table())
+    print(
+        f"evol: wrote {report.records} QA records of {report.charts['kept']} charts to {args.out}/{args.split}.jsonl; "
+        f"rejections in {args.out}/synthesis_report.json"
+    )
+    return 0 if report.records else 1
 
 
 def run_critiques(args: argparse.Namespace) -> int:
