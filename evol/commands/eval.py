@@ -240,7 +240,10 @@ def run(args: argparse.Namespace) -> int:
                 try_task_options(eval_specs(tasks, 1, options), env_kwargs, options)
             except ValueError as error:
                 return refuse(str(error))
-        engine = build_engine(args, env_kwargs)
+        try:
+            engine = build_engine(args, env_kwargs)
+        except ValueError as error:  # an agent spec that names no agent
+            return refuse(f"--agent {args.agent}: {error}")
         result = evaluate(
             engine,
             tasks,

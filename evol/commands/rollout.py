@@ -107,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
             try_task_options(specs, env_kwargs, options)
         except ValueError as error:
             return refuse(str(error))
-    outcome = run_specs(build_engine(args, env_kwargs), specs, args.out, log=print)
+    try:
+        engine = build_engine(args, env_kwargs)
+    except ValueError as error:  # an agent spec that names no agent
+        return refuse(f"--agent {args.agent}: {error}")
+    outcome = run_specs(engine, specs, args.out, log=print)
     stats = outcome.stats
     print(
         f"evol: {stats.episodes} episodes, success {stats.success_rate:.1%}, {stats.steps} steps, "

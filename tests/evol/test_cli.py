@@ -191,3 +191,12 @@ def test_eval_refuses_a_report_flag_that_no_env_of_the_run_takes(tmp_path):
                   "--out", str(tmp_path / "eval"))  # fmt: skip
     assert answer.returncode == 2 and "--refine needs an env of the test-time scaling report" in answer.stderr
     assert not (tmp_path / "eval").exists()
+
+
+def test_eval_and_rollout_refuse_an_agent_spec_that_names_no_agent(tmp_path):
+    for command in ("eval", "rollout"):
+        for spec in ("zero-shot:", "no-such-kind:x"):
+            out = tmp_path / command
+            answer = evol(command, "--env", COUNTER, "--episodes", "1", "--agent", spec, "--out", str(out))
+            assert answer.returncode == 2 and f"--agent {spec}" in answer.stderr, answer.stderr
+            assert "Traceback" not in answer.stderr and not out.exists()
