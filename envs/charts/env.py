@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from envs.charts.chart import CHART_TYPES, IMAGE_SHAPE
-from envs.charts.judge import AnswerJudge, as_answer_judge
+from envs.charts.judge import AnswerJudge, as_answer_judge, judge_reason
 from envs.charts.plotting import plotting_code
 from envs.charts.questions import Question, chart_vocabulary, pick_questions
 from envs.charts.records import load_reachqa
@@ -188,10 +188,15 @@ class ChartQAEnv(TextEnv):
     counts must be exact; names match after normalisation (case, spaces, dashes, a
     leading "the"). Free-text answers of loaded records match after the same normalisation,
     or, with a `judge` model (ReachQA grades with an LLM judge; `envs.charts.judge`), are
-    right when the judge says so: an answer exact match rejects goes to the judge, whose
-    last `Verdict: Correct|Wrong` line decides (a reply without one keeps the exact-match
-    grade). `info` at the end says `graded_by` ("exact" or "judge") and, when the judge
-    was asked, `judge_verdict` (true, false or null) and `judge_reply`.
+    right when the judge says so: exact/numeric match is the first pass (a match never asks
+    the judge); an answer it rejects goes to the judge (`envs.charts.judge.JUDGE_PROMPT`:
+    the question, the reference answer, the answer; no chart), whose last `Verdict:
+    Correct|Wrong` line decides. A reply without one counts as wrong (the exact-match grade
+    stands). `info` at the end says `graded_by` ("exact" or "judge") and, when the judge
+    was asked, `judge_verdict` (true, false or null), `judge_reason` (the judge's reasoning
+    before its verdict, or why an unreadable reply counts as wrong) and `judge_reply`.
+    Synthesised charts have exact answers (numbers, counts, names): their grade is exact
+    match only, judge or not.
 
     ## Success
 
@@ -435,8 +440,12 @@ class ChartQAEnv(TextEnv):
         if not correct and q.answer_type == "text" and self.judge is not None:
             verdict, reply = self.judge.judge(q.question, q.answer, given)
             graded = {"graded_by": "judge" if verdict is not None else "exact"}
-            graded |= {"judge_verdict": verdict, "judge_reply": reply[:JUDGE_REPLY_KEPT]}
-            correct = bool(verdict)
+            graded |= {
+                "judge_verdict": verdict,
+                "judge_reason": judge_reason(reply),
+                "judge_reply": reply[:JUDGE_REPLY_KEPT],
+            }
+            correct = bool(verdict)  # an unreadable reply: wrong, as exact match graded it
         self._correct = bool(correct)
         verdict = "Correct." if correct else f"Wrong: the answer is {q.answer}."
         info = {"correct": self._correct, "given": given, "answer": q.answer, "computation": q.computation}

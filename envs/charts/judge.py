@@ -6,8 +6,13 @@ asks a model counterpart (any `envs.counterparts.Completer`: a local model, an
 OpenAI-compatible endpoint; `evol serve --counterpart judge=SPEC` wires one into a server)
 whether an answer states what the reference states. The prompt shows the question, the
 reference and the answer (no chart); the reply's last `Verdict:` line (or ReachQA's
-`Correctness:`) says Correct/Wrong (Yes/No, True/False are read too). A reply without one
-is unreadable: the env keeps the exact-match grade and says so.
+`Correctness:`) says Correct/Wrong (Yes/No, True/False are read too), and the text before
+that line is the judge's reason (`judge_reason`: ReachQA's `Analysis:` label is dropped). A
+reply without a verdict line is unreadable: the answer, which exact match already rejected,
+counts as wrong and the reason says the reply held no verdict.
+
+Grading order in the env: exact/numeric match first (a match never asks the judge), then,
+for free-text answers only, the judge.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ _VERDICT = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _RIGHT = {"correct", "right", "yes", "true"}
+_REASON_LABEL = re.compile(r"^[ \t>#*-]*(?:analysis|reason(?:ing)?|explanation)\**[ \t]*:\**[ \t]*", re.I)
+MAX_REASON = 500  # characters of a judge's reason kept
+UNREADABLE = "the judge's reply holds no `Verdict: Correct|Wrong` line, so the answer counts as wrong"
 
 
 def parse_verdict(reply: str) -> bool | None:
@@ -48,6 +56,19 @@ def parse_verdict(reply: str) -> bool | None:
     if not found:
         return None
     return found[-1].lower() in _RIGHT
+
+
+def judge_reason(reply: str) -> str:
+    """Why the judge decided: the reply's text before its last verdict line (a leading
+    `Analysis:`/`Reason:` label dropped, at most `MAX_REASON` characters); for a reply with
+    no verdict line, `UNREADABLE`."""
+    text = reply[:MAX_JUDGED_REPLY]
+    found = list(_VERDICT.finditer(text))
+    if not found:
+        return UNREADABLE
+    before = text[: found[-1].start()].strip()
+    reason = " ".join(_REASON_LABEL.sub("", line).strip() for line in before.splitlines() if line.strip())
+    return reason[:MAX_REASON]
 
 
 class AnswerJudge:
@@ -85,4 +106,4 @@ def as_answer_judge(spec: Any, max_new_tokens: int = 256) -> AnswerJudge | None:
     )
 
 
-__all__ = ["JUDGE_PROMPT", "AnswerJudge", "as_answer_judge", "parse_verdict"]
+__all__ = ["JUDGE_PROMPT", "UNREADABLE", "AnswerJudge", "as_answer_judge", "judge_reason", "parse_verdict"]
