@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sft-epochs", type=float, default=None, help="SFT epochs of both players (default: 10; --quick: 2)"
     )
+    parser.add_argument("--rounds", type=int, default=None, help="GPO rounds (default: 3; --quick: 1)")
+    parser.add_argument("--defender-steps", type=int, default=None, help="GRPO steps per defender phase")
+    parser.add_argument("--attacker-steps", type=int, default=None, help="GRPO steps per attacker phase")
     parser.add_argument("--fresh", action="store_true", help="delete --work first (else a rerun resumes)")
     args = parser.parse_args(argv)
     import torch
@@ -208,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     mode = "quick" if args.quick else "full"
     s = dict(SETTINGS[mode])
-    if args.sft_epochs is not None:
-        s["sft_epochs"] = args.sft_epochs
+    for key in ("sft_epochs", "rounds", "defender_steps", "attacker_steps"):
+        if getattr(args, key) is not None:
+            if not getattr(args, key) > 0:
+                parser.error(f"--{key.replace('_', '-')} must be > 0")
+            s[key] = getattr(args, key)
     name = "gpo_redteam_quick" if args.quick else "gpo_redteam"
     work = Path(args.work or ROOT / "runs" / name)
     if args.fresh and work.exists():

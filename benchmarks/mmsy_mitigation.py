@@ -13,9 +13,11 @@
    correction against keeping a wrong answer) as TRL preference JSONL.
 2. The base: a fresh tiny model (`agents.tiny`) fine-tuned on the format data.
 3. From the base, on the same mitigation tasks: SFT (`evol.trainers.sft.fine_tune` on the
-   expert's episodes), DPO (`evol.trainers.dpo.preference_tune` on the pairs) and Inverse-Q*
+   expert's episodes), DPO (`evol.trainers.dpo.preference_tune` on the pairs), Inverse-Q*
    (`evol.trainers.inverse_q.inverse_q_tune` on the base's own sampled episodes, guidance
-   `principle`, or `hint`: the right option, with `--iq-guidance hint`).
+   `principle`, or `hint`: the right option, with `--iq-guidance hint`) and online GRPO
+   (`evol.trainers.grpo.GRPORun`: G episodes per task played by the policy itself, the env's
+   reward, `--grpo-steps` optimizer steps).
 4. Every model on the same test tasks through the rollout engine (`evol.evaluate.evaluate`,
    greedy) with the env's MM-SY report (Acc@R1, sycophancy rate, correction rate, by tone),
    plus the prompt mitigation: the base with `prompt_mitigation=True`.
@@ -162,7 +164,22 @@ class Stages:
         )
         dpo = self.train("dpo", lambda out: preference_tune(base, pairs, out, dpo_settings))
         iq = self.train("inverse_q", lambda out: self.inverse_q(base, out))
-        return {"base": base, "SFT": sft, "DPO": dpo, f"Inverse-Q* ({args.iq_guidance})": iq}
+        grpo = self.train("grpo", lambda out: self.grpo(base, out))
+        return {"base": base, "SFT": sft, "DPO": dpo, f"Inverse-Q* ({args.iq_guidance})": iq, "GRPO": grpo}
+
+    def grpo(self, base: Path, out: Path):
+        """Online GRPO from the base on the mitigation tasks: the policy plays, the env rewards."""
+        from evol.trainers.grpo import GRPOConfig, GRPORun
+
+        args = self.args
+        specs = task_specs([ENV_ID], args.train_tasks, "train", start=MITIGATION_START)
+        config = GRPOConfig(
+            model=str(base), env_ids=[ENV_ID], output_dir=str(out), tasks=len(specs),
+            num_generations=args.grpo_group, prompts_per_step=args.grpo_tasks_per_step, steps=args.grpo_steps,
+            learning_rate=args.grpo_lr, beta=0.0, max_turns=2, max_new_tokens=12, seed=args.seed,
+            logging_steps=10,
+        )  # fmt: skip
+        return GRPORun(config, specs=specs).train()
 
     def inverse_q(self, base: Path, out: Path):
         """Inverse-Q* on the base's own sampled episodes of the mitigation tasks."""
@@ -285,6 +302,10 @@ def main() -> None:
     parser.add_argument("--iq-lr", type=float, default=5e-4)
     parser.add_argument("--beta", type=float, default=0.1, help="β of DPO and Inverse-Q*")
     parser.add_argument("--iq-guidance", choices=("principle", "hint"), default="principle")
+    parser.add_argument("--grpo-steps", type=int, default=150, help="GRPO optimizer steps")
+    parser.add_argument("--grpo-group", type=int, default=8, help="GRPO: G, episodes per task")
+    parser.add_argument("--grpo-tasks-per-step", type=int, default=2, help="GRPO: tasks per optimizer step")
+    parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="keep data and models here (a rerun skips what is there)")
