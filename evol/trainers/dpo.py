@@ -40,10 +40,10 @@ from evol.trainers.pairs import PAIRINGS, pairs_from_files, write_pairs
 from evol.trainers.sft import (
     TrainResult,
     TrainSettings,
-    _checkpointing_arg,
     _load_model,
     _load_vision_model,
     _train_and_save,
+    trainer_arguments,
 )
 from evol.trainers.vision import (
     check_image_tokens_fit,
@@ -92,32 +92,14 @@ class DPOSettings(TrainSettings):
 
 
 def _dpo_config(output_dir: Path, settings: DPOSettings, steps_per_epoch: int) -> Any:
-    import torch
     from trl import DPOConfig
 
     return DPOConfig(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=settings.epochs,
-        learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        warmup_steps=int(settings.warmup_ratio * steps_per_epoch * settings.epochs),
-        lr_scheduler_type=settings.lr_scheduler,
-        weight_decay=settings.weight_decay,
+        **trainer_arguments(settings, output_dir, steps_per_epoch),
         max_length=settings.max_length,
         beta=settings.beta,
         loss_type=[settings.loss_type],
         precompute_ref_log_probs=settings.precompute_ref_log_probs,
-        save_strategy="steps" if settings.save_steps else "no",
-        save_steps=settings.save_steps or 500,
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
-        bf16=settings.bf16,
-        **{_checkpointing_arg(): settings.gradient_checkpointing},
-        report_to="none",
-        disable_tqdm=not settings.progress,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
     )
 
 

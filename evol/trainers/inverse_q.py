@@ -51,7 +51,7 @@ from typing import Any, Literal
 
 from agents.base import sees_instruction, window
 from evol.trainers.config import save_config
-from evol.trainers.sft import TrainResult, TrainSettings, _load_model
+from evol.trainers.sft import TrainResult, TrainSettings, _load_model, trainer_arguments
 from evol.trainers.vision import is_vision_checkpoint, text_messages
 from evol.trajectory import Trajectory
 
@@ -331,7 +331,6 @@ def inverse_q_tune(
     settings: InverseQSettings,
 ) -> TrainResult:
     """Inverse-Q* of `base_model` on `rows` (`{prompt, completion, guidance}`) into `output_dir/model`."""
-    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, TrainingArguments
 
@@ -350,24 +349,8 @@ def inverse_q_tune(
         raise ValueError("no row fits max_length with its guidance")
     steps_per_epoch = math.ceil(len(scored) / (settings.batch_size * settings.gradient_accumulation_steps))
     args = TrainingArguments(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=settings.epochs,
-        learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        warmup_steps=int(settings.warmup_ratio * steps_per_epoch * settings.epochs),
-        lr_scheduler_type=settings.lr_scheduler,
-        weight_decay=settings.weight_decay,
-        save_strategy="steps" if settings.save_steps else "no",
-        save_steps=settings.save_steps or 500,
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
-        bf16=settings.bf16,
-        report_to="none",
-        disable_tqdm=not settings.progress,
-        dataloader_num_workers=0,
+        **trainer_arguments(settings, output_dir, steps_per_epoch, checkpointing=False),
         remove_unused_columns=False,
-        use_cpu=not torch.cuda.is_available(),
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     trainer = _trainer_class()(

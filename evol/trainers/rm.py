@@ -42,7 +42,7 @@ from typing import Any
 from evol.trainers.config import save_config
 from evol.trainers.data import TrajectoryFileError
 from evol.trainers.pairs import PAIRINGS, pairs_from_trajectories, read_pairs, write_pairs
-from evol.trainers.sft import TrainResult, TrainSettings, _checkpointing_arg, _train_and_save
+from evol.trainers.sft import TrainResult, TrainSettings, _train_and_save, trainer_arguments
 from evol.trajectory import read_trajectories
 
 
@@ -230,7 +230,6 @@ def train_rm(
     base_model: str | Path, train: list[dict[str, Any]], output_dir: str | Path, settings: RMSettings
 ) -> TrainResult:
     """TRL's RewardTrainer on conversational pairs, tokenized by `classifier.encode`, into `output_dir/model`."""
-    import torch
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
@@ -255,26 +254,9 @@ def train_rm(
         rows.append(row)
     steps_per_epoch = math.ceil(len(rows) / (settings.batch_size * settings.gradient_accumulation_steps))
     args = RewardConfig(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=settings.epochs,
-        learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        warmup_steps=int(settings.warmup_ratio * steps_per_epoch * settings.epochs),
-        lr_scheduler_type=settings.lr_scheduler,
-        weight_decay=settings.weight_decay,
+        **trainer_arguments(settings, output_dir, steps_per_epoch),
         max_length=None,  # cut above, from the start, as ClassifierRM cuts
         center_rewards_coefficient=settings.center_rewards_coefficient,
-        save_strategy="steps" if settings.save_steps else "no",
-        save_steps=settings.save_steps or 500,
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
-        bf16=settings.bf16,
-        **{_checkpointing_arg(): settings.gradient_checkpointing},
-        report_to="none",
-        disable_tqdm=not settings.progress,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
     )
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer

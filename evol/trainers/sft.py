@@ -189,35 +189,46 @@ def _load_vision_model(base_model: str | Path, settings: TrainSettings) -> tuple
     return processor, model
 
 
+def trainer_arguments(
+    settings: TrainSettings, output_dir: Path, steps_per_epoch: int, checkpointing: bool = True
+) -> dict[str, Any]:
+    """The transformers/TRL training arguments every trainer takes from `settings` (checkpoints
+    under `output_dir/checkpoints`; `checkpointing`: pass the gradient-checkpointing switch)."""
+    import torch
+
+    return {
+        "output_dir": str(output_dir / "checkpoints"),
+        "num_train_epochs": settings.epochs,
+        "learning_rate": settings.learning_rate,
+        "per_device_train_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "warmup_steps": int(settings.warmup_ratio * steps_per_epoch * settings.epochs),
+        "lr_scheduler_type": settings.lr_scheduler,
+        "weight_decay": settings.weight_decay,
+        "save_strategy": "steps" if settings.save_steps else "no",
+        "save_steps": settings.save_steps or 500,
+        "logging_steps": settings.logging_steps,
+        "seed": settings.seed,
+        "bf16": settings.bf16,
+        **({_checkpointing_arg(): settings.gradient_checkpointing} if checkpointing else {}),
+        "report_to": "none",
+        "disable_tqdm": not settings.progress,
+        "dataloader_num_workers": 0,
+        "use_cpu": not torch.cuda.is_available(),
+    }
+
+
 def _sft_config(
     output_dir: Path, settings: TrainSettings, steps_per_epoch: int, assistant_only_loss: bool = True
 ) -> Any:
     """TRL's SFTConfig for `settings`: loss on assistant turns only, checkpoints under `output_dir`."""
-    import torch
     from trl import SFTConfig
 
     return SFTConfig(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=settings.epochs,
-        learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        warmup_steps=int(settings.warmup_ratio * steps_per_epoch * settings.epochs),
-        lr_scheduler_type=settings.lr_scheduler,
-        weight_decay=settings.weight_decay,
+        **trainer_arguments(settings, output_dir, steps_per_epoch),
         max_length=settings.max_length,
         assistant_only_loss=assistant_only_loss,
-        save_strategy="steps" if settings.save_steps else "no",
-        save_steps=settings.save_steps or 500,
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
-        bf16=settings.bf16,
-        **{_checkpointing_arg(): settings.gradient_checkpointing},
-        report_to="none",
-        disable_tqdm=not settings.progress,
-        dataloader_num_workers=0,
         remove_unused_columns=True,
-        use_cpu=not torch.cuda.is_available(),
     )
 
 
