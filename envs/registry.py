@@ -49,6 +49,7 @@ BUILTIN_ENVS: dict[str, str] = {
     "evol/TextCraft-v0": "envs.games.textcraft:TextCraftEnv",
     "evol/SciWorld-v0": "envs.sciworld.env:SciWorldEnv",
     "evol/RewardJudge-v0": "envs.rewardjudge.env:RewardJudgeEnv",
+    "evol/AdversarialImage-v0": "envs.adversarial.env:AdversarialImageEnv",
 }
 
 

@@ -25,6 +25,7 @@ COMMANDS = (
     "analyze",
     "quickstart",
     "rm_bench",
+    "robust",
 )
 
 

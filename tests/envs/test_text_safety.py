@@ -416,6 +416,7 @@ STEP_CORPUS = {  # env id, kwargs, prefixes
     "evol/Maze-v0": ({}, ["", "move "]),
     "evol/Wordle-v0": ({}, [""]),
     "evol/TextCraft-v0": ({}, ["get ", "craft 1 a using "]),
+    "evol/AdversarialImage-v0": ({"mode": "text"}, ["", "attack pgd eps=", "edit (1,2)="]),
 }
 
 
