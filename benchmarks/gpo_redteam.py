@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="GPO rounds (default: 3; --quick: 1)")
     parser.add_argument("--defender-steps", type=int, default=None, help="GRPO steps per defender phase")
     parser.add_argument("--attacker-steps", type=int, default=None, help="GRPO steps per attacker phase")
+    parser.add_argument("--lr", type=float, default=1e-4, help="GRPO learning rate of both players")
     parser.add_argument("--fresh", action="store_true", help="delete --work first (else a rerun resumes)")
     args = parser.parse_args(argv)
     import torch
@@ -211,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     mode = "quick" if args.quick else "full"
     s = dict(SETTINGS[mode])
+    if not args.lr > 0:
+        parser.error("--lr must be > 0")
     for key in ("sft_epochs", "rounds", "defender_steps", "attacker_steps"):
         if getattr(args, key) is not None:
             if not getattr(args, key) > 0:
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             "attacker": str(players["attacker"]), "defender": str(players["defender"]),
             "output_dir": str(work / "gpo"), "rounds": s["rounds"], "defender_steps": s["defender_steps"],
             "attacker_steps": s["attacker_steps"], "num_generations": s["G"], "prompts_per_step": s["pps"],
-            "defender_learning_rate": 1e-4, "attacker_learning_rate": 1e-4, "defender_max_new_tokens": 64,
+            "defender_learning_rate": args.lr, "attacker_learning_rate": args.lr, "defender_max_new_tokens": 64,
             "attacker_max_new_tokens": 48, "train_seeds": s["train_seeds"], "eval_seeds": s["eval_seeds"],
             "seed": args.seed, "progress": False,
         },
@@ -294,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             else None,
         },
         "final_prompts": _final_prompts(work / "gpo"),
-        "command": "python benchmarks/gpo_redteam.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python", "benchmarks/gpo_redteam.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
