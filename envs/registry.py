@@ -153,11 +153,12 @@ _plugins_loaded = False
 _plugins_lock = threading.RLock()
 
 
-def register(env_id: str, entry_point: str, **kwargs: Any) -> None:
-    """Register a `TextEnv` under `env_id` with Gymnasium and list it as an EvolGym env."""
+def register(env_id: str, entry_point: str, listed: bool = True, **kwargs: Any) -> None:
+    """Register a `TextEnv` under `env_id` with Gymnasium and list it as an EvolGym env (`listed`
+    false: a private id of this process — `make` builds it, `env_ids()` and servers never show it)."""
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=entry_point, kwargs=kwargs, disable_env_checker=True)
-    if env_id not in _evol_ids:
+    if listed and env_id not in _evol_ids:
         _evol_ids.append(env_id)
 
 

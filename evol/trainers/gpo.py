@@ -376,8 +376,8 @@ class GPOTrainer:
         self.run_dir = Path(config.output_dir)
         self.judge = CountingJudge(make_judge(config.judge))
         self.initial = {"attacker": Path(config.attacker), "defender": Path(config.defender)}
-        if POOL_ENV not in envs.env_ids():
-            envs.register(POOL_ENV, "envs.redteam.defender:DefenderEnv")
+        # a private id of this process: never listed, so servers and `env_ids()` do not see it
+        envs.register(POOL_ENV, "envs.redteam.defender:DefenderEnv", listed=False)
 
     # ---- the schedule and its state -----------------------------------------------------
     def schedule(self) -> list[tuple[int, str]]:

@@ -149,7 +149,9 @@ class GRPOConfig(GRPOSettings):
         if not self.env_ids:
             raise ValueError("env_ids: give at least one env id")
         if not self.urls:
-            unknown = [e for e in self.env_ids if e not in envs.env_ids()]
+            import gymnasium as gym
+
+            unknown = [e for e in self.env_ids if e not in envs.env_ids() and e not in gym.registry]
             if unknown:
                 raise ValueError(f"env_ids: not registered here: {unknown}")
         for url in self.urls:

@@ -190,3 +190,18 @@ def test_cli_refuses_a_bad_config_with_exit_code_2(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "similarity_weight" in result.stderr
+
+
+def test_the_defender_pool_env_is_private_to_the_process(tmp_path):
+    """GPO's second defender config is built here but never listed: servers and `env_ids()` skip it."""
+    import envs
+    from evol.trainers.gpo import POOL_ENV
+
+    envs.register(POOL_ENV, "envs.redteam.defender:DefenderEnv", listed=False)
+    assert POOL_ENV not in envs.env_ids()
+    env = envs.make(POOL_ENV)
+    try:
+        _, info = env.reset(seed=0, options={"task": 0})
+        assert info["instruction"]
+    finally:
+        env.close()

@@ -261,12 +261,14 @@ def test_train_help_lists_every_field_with_its_help_and_default(algorithm, confi
     assert answer.returncode == 0, answer.stderr[-2000:]
     text = " ".join(answer.stdout.split())
     from evol.trainers.dpo import DPOSettings
+    from evol.trainers.grpo import GRPOSettings
     from evol.trainers.inverse_q import InverseQSettings
 
     nested = {
         "TrainSettings": TrainSettings,
         "DPOSettings": DPOSettings,
         "InverseQSettings": InverseQSettings,
+        "GRPOSettings": GRPOSettings,
     }
     for field in fields(config_class):
         if field.type in nested:
