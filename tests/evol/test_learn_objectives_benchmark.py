@@ -9,7 +9,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # a check of the benchmark script: `python -m pytest -m slow`
 
 SCRIPT = ROOT / "benchmarks" / "learn_objectives.py"
 STAGES = ["untrained", "bc", "iter_1 sft", "iter_1 dpo", "iter_1 inverse_q"]

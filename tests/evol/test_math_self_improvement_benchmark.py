@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # a check of the benchmark script: `python -m pytest -m slow`
+
 SCRIPT = ROOT / "benchmarks" / "math_self_improvement.py"
 LOOPS = ("vanilla", "critique", "gsi")
 

@@ -73,8 +73,9 @@ SCHEMATHESIS_ENVS = [
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
 # Examples and steps per example of the state machine at EVOL_FUZZ_EXAMPLES=1; fewer for envs
 # whose reset costs seconds (a game generated, a JVM started).
-MACHINE_SIZE = {"evol/TextWorld-v0": (2, 8), "evol/SciWorld-v0": (2, 8)}
-DEFAULT_MACHINE_SIZE = (10, 15)
+# (examples, steps) per env; EVOL_FUZZ_EXAMPLES=K runs K times the examples
+MACHINE_SIZE = {"evol/TextWorld-v0": (2, 8), "evol/SciWorld-v0": (2, 8), "evol/AdversarialImage-v0": (3, 8)}
+DEFAULT_MACHINE_SIZE = (7, 12)
 EXTRA_ERROR_TYPES = {405: {"method_not_allowed"}}
 FOUND: list[str] = []  # 5xx seen with EVOL_FUZZ_KEEP_GOING
 
