@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from evol.trainers.config import save_config
-from evol.trainers.pairs import PAIRINGS, pairs_from_files, write_pairs
+from evol.trainers.pairs import check_pair_sources, pairs_from_files, write_pairs
 from evol.trainers.sft import (
     TrainResult,
     TrainSettings,
@@ -226,17 +226,7 @@ class PreferenceConfig:
     dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "how DPO learns"})
 
     def __post_init__(self) -> None:
-        if not self.data:
-            raise ValueError("data: give at least one file")
-        if not Path(self.model).is_dir():
-            raise ValueError(f"model: {self.model} is not a checkpoint directory")
-        missing = [path for path in self.data if not Path(path).exists()]
-        if missing:
-            raise ValueError(f"data: file(s) not found: {missing}")
-        if self.pairing not in PAIRINGS:
-            raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
-        if self.pairs_per_task < 1:
-            raise ValueError("pairs_per_task must be >= 1")
+        check_pair_sources(self.model, self.data, self.pairing, self.pairs_per_task)
         if is_vision_checkpoint(self.model):
             check_vision_settings(self.dpo)
 

@@ -66,6 +66,22 @@ def _split_pair(
     return None  # one conversation is a prefix of the other: nothing to prefer
 
 
+def check_pair_sources(model: str, data: list[str], pairing: str, pairs_per_task: int) -> None:
+    """Refuse, naming the field, what a trainer on pairs cannot start from: no data file or a
+    missing one, a model that is not a checkpoint directory, an unknown pairing, pairs_per_task < 1."""
+    if not data:
+        raise ValueError("data: give at least one file")
+    if not Path(model).is_dir():
+        raise ValueError(f"model: {model} is not a checkpoint directory")
+    missing = [path for path in data if not Path(path).exists()]
+    if missing:
+        raise ValueError(f"data: file(s) not found: {missing}")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    if pairs_per_task < 1:
+        raise ValueError("pairs_per_task must be >= 1")
+
+
 def pairs_from_trajectories(
     trajectories: Iterable[Trajectory],
     pairing: str = "first_divergence",

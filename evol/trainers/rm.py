@@ -41,7 +41,7 @@ from typing import Any
 
 from evol.trainers.config import save_config
 from evol.trainers.data import TrajectoryFileError
-from evol.trainers.pairs import PAIRINGS, pairs_from_trajectories, read_pairs, write_pairs
+from evol.trainers.pairs import check_pair_sources, pairs_from_trajectories, read_pairs, write_pairs
 from evol.trainers.sft import TrainResult, TrainSettings, _train_and_save, trainer_arguments
 from evol.trajectory import read_trajectories
 
@@ -94,17 +94,7 @@ class RMConfig:
     rm: RMSettings = field(default_factory=RMSettings, metadata={"help": "how the reward model learns"})
 
     def __post_init__(self) -> None:
-        if not self.data:
-            raise ValueError("data: give at least one file")
-        if not Path(self.model).is_dir():
-            raise ValueError(f"model: {self.model} is not a checkpoint directory")
-        missing = [path for path in self.data if not Path(path).exists()]
-        if missing:
-            raise ValueError(f"data: file(s) not found: {missing}")
-        if self.pairing not in PAIRINGS:
-            raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
-        if self.pairs_per_task < 1:
-            raise ValueError("pairs_per_task must be >= 1")
+        check_pair_sources(self.model, self.data, self.pairing, self.pairs_per_task)
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
 
