@@ -8,15 +8,17 @@ of numpy and matplotlib's pyplot, ticker, colors and patches only (as `import x`
 exposes other modules — `plt.sys`, `matplotlib.os` — so a deny-list would leak); no name
 or attribute that starts with an underscore (`__class__`, `__globals__`...); no call of
 the introspection and file builtins (`getattr`, `eval`, `exec`, `open`, `compile`,
-`globals`, `vars`...); no attribute that writes files or formats with attribute lookup
-(`savefig`, `tofile`, `print_png`, `canvas`, `format`); no power with other than a small
+`globals`, `vars`...); no attribute that writes files, registers callables, turns on LaTeX or formats with
+attribute lookup (`savefig`, `tofile`, `print_png`, `canvas`, `callbacks`, `set_usetex`, `format`),
+nor a string naming `usetex` (`plt.setp(t, "usetex", True)`), nor `**` keyword unpacking; no power with other than a small
 constant exponent; `rcParams` only set with literal keys from a list of styling settings
 (others make matplotlib run programs: `text.usetex`, `animation.*`).
 
 Not a sandbox: Python cannot be confined by inspection alone. The code also runs with
 restricted builtins and a guarded `__import__` (`envs.charts.render.run_plotting_code`),
-and in a render worker process under a time limit. Before agents may submit plotting
-code, that worker also needs OS limits (memory, CPU, no file system or network).
+and in a render worker process under a time limit; code a model wrote
+(`evol data charts --synth agent`) runs only in `envs.charts.code_check`'s worker, which
+adds OS limits (address space, no file writes).
 """
 
 from __future__ import annotations
@@ -75,11 +77,14 @@ BLOCKED_NAMES = frozenset(
     "breakpoint classmethod compile delattr dir eval exec exit getattr globals hasattr help input "
     "locals memoryview object open property quit setattr staticmethod super type vars".split()
 )
-# Attributes of any object that write files, reach the canvas or look attributes up by name.
+# Attributes of any object that write files, reach the canvas, register callables or look
+# attributes up by name; any name containing `usetex` (an artist's `set_usetex` runs LaTeX).
 BLOCKED_ATTRIBUTES = frozenset(
-    "canvas ctypes dump dumps format format_map imread imsave load loads mro save savefig savetxt "
-    "savez savez_compressed switch_backend tofile usetex".split()
+    "callbacks canvas connect ctypes dump dumps format format_map imread imsave load loads "
+    "mpl_connect mro save savefig savetxt savez savez_compressed set_canvas switch_backend "
+    "tofile".split()
 )
+BLOCKED_FRAGMENTS = ("usetex",)
 BLOCKED_PREFIXES = ("_", "print_", "save")
 # rc settings code may change (some others make matplotlib run programs: text.usetex, animation.*).
 RC_PREFIXES = (
@@ -168,8 +173,13 @@ def _check_node(node: ast.AST, modules: dict[str, str]) -> None:
             raise UnsafeCodeError(f"plotting code may not rebind the module name {node.id!r}")
     elif isinstance(node, ast.Attribute):
         _check_attribute(node, modules)
-    elif isinstance(node, ast.keyword) and node.arg is not None:
+    elif isinstance(node, ast.keyword):
+        if node.arg is None:  # `**mapping` would pass keyword names the check never sees
+            raise UnsafeCodeError("plotting code may not unpack keyword arguments (`**`)")
         _check_identifier(node.arg, "keyword")
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        if any(fragment in node.value for fragment in BLOCKED_FRAGMENTS):  # `plt.setp(t, "usetex", True)`
+            raise UnsafeCodeError(f"plotting code may not name the property {node.value!r}")
     elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
         exponent = node.right
         if isinstance(exponent, ast.UnaryOp) and isinstance(exponent.op, (ast.USub, ast.UAdd)):
@@ -193,7 +203,8 @@ def _check_attribute(node: ast.Attribute, modules: dict[str, str]) -> None:
 
 
 def _check_identifier(name: str, what: str) -> None:
-    if name.startswith(BLOCKED_PREFIXES) or name in BLOCKED_ATTRIBUTES or name in BLOCKED_NAMES:
+    blocked = name in BLOCKED_ATTRIBUTES or name in BLOCKED_NAMES or any(f in name for f in BLOCKED_FRAGMENTS)
+    if name.startswith(BLOCKED_PREFIXES) or blocked:
         raise UnsafeCodeError(f"plotting code may not use the {what} {name!r}")
 
 

@@ -73,8 +73,11 @@ def run_plotting_code(code: str) -> Any:
         "__builtins__": {**SAFE_BUILTINS, "__import__": _guarded_import},
         "__name__": "chart",
     }
-    # Only `plotting_code(chart)` of a generated Chart reaches here (render workers receive Chart
-    # objects, never code); data files' `code` is shown to agents, never run (tests/envs/test_charts.py).
+    # What reaches here: `plotting_code(chart)` of a generated Chart (render workers receive Chart
+    # objects, never code), and model-written scripts of `evol data charts --synth agent`, only
+    # inside `envs.charts.code_check`'s worker process (address-space cap, no file writes, alarm),
+    # after the whitelist above. Data files' `code` and env actions are never run
+    # (tests/envs/test_charts.py, tests/envs/test_text_safety.py).
     exec(compile(code, "<chart>", "exec"), namespace)
     if "fig" not in namespace:
         raise RenderError("plotting code did not build `fig`")
