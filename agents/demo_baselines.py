@@ -32,10 +32,10 @@ from agents.base import Agent, AgentInput, Message, SamplingParams
 from agents.self_demos import (
     MAX_REPLY_LENGTH,
     QUERY_LINE,
-    SYSTEM,
     Preparation,
     _seed_demos,
     _task_of,
+    ask,
     distinct,
     insert_before_query,
     math_task_of,
@@ -181,13 +181,7 @@ class SelfICLAgent(_Wrapper):
         return preparations
 
     def _ask(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
-        if not prompts:
-            return []
-        inputs = [
-            AgentInput([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}])
-            for p in prompts
-        ]
-        return self.base.generate(inputs, sampling)
+        return ask(self.base, prompts, sampling)
 
 
 def _with_block(item: AgentInput, preparation: Preparation) -> AgentInput:

@@ -265,13 +265,7 @@ class SelfDemosAgent(Agent):
         return preparations
 
     def _ask(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
-        if not prompts:
-            return []
-        inputs = [
-            AgentInput([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}])
-            for p in prompts
-        ]
-        return self.base.generate(inputs, sampling)
+        return ask(self.base, prompts, sampling)
 
     def _remember(self, key: str, preparation: Preparation) -> None:
         self._prepared[key] = preparation
@@ -432,6 +426,25 @@ def named_functions(reply: str, names: list[str]) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
+def ask(base: Agent, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
+    """`base`'s replies to `prompts`, each a user turn under the demonstration writer's system message."""
+    if not prompts:
+        return []
+    inputs = [
+        AgentInput([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}]) for p in prompts
+    ]
+    return base.generate(inputs, sampling)
+
+
+def first_match(lines: list[str], pattern: re.Pattern) -> tuple[str | None, int]:
+    """The first line's match of `pattern` (group 1, stripped) and the index after it; (None, 0)."""
+    for i, line in enumerate(lines):
+        match = pattern.match(line)
+        if match:
+            return match.group(1).strip(), i + 1
+    return None, 0
+
+
 def parse_demonstration(text: str) -> dict[str, Any] | None:
     """`{"query", "calls", "syntax"}` from a generated example, or None without a query or calls.
 
@@ -440,12 +453,7 @@ def parse_demonstration(text: str) -> dict[str, Any] | None:
     lists the call lines that could not be read.
     """
     lines = text[:MAX_REPLY_LENGTH].splitlines()
-    query, start = None, 0
-    for i, line in enumerate(lines):
-        match = QUERY_LINE.match(line)
-        if match:
-            query, start = match.group(1).strip(), i + 1
-            break
+    query, start = first_match(lines, QUERY_LINE)
     if not query:
         return None
     found: list[tuple[int, dict[str, Any]]] = []  # (where the call starts in the body, call)
@@ -812,12 +820,7 @@ def parse_math_demonstration(text: str) -> dict[str, Any] | None:
     """`{"query", "solution", "calls"}` from a generated worked problem, or None without a problem,
     steps or a final answer line (`calls` stays empty: `distinct` keys on it)."""
     lines = text[:MAX_REPLY_LENGTH].splitlines()
-    query, start = None, 0
-    for i, line in enumerate(lines):
-        match = MATH_PROBLEM_LINE.match(line)
-        if match:
-            query, start = match.group(1).strip(), i + 1
-            break
+    query, start = first_match(lines, MATH_PROBLEM_LINE)
     if not query:
         return None
     steps: list[str] = []
