@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,11 @@ from server.http import HttpFront, allowed_hosts, json_body
 from server.openapi import MAX_SEED, openapi_document
 from server.sessions import Session, SessionStore
 from server.workers import WorkerPool
+
+UI_PAGE_PREFIX = "/ui/page"  # the page and its static files: no data in them, so no token needed
+# An agent for the page's "agent turn": the conversation so far (chat messages, the env's
+# instruction as the system message) in, the agent's action text out.
+UiAgent = Callable[[list[dict[str, Any]]], str]
 
 
 def _limit(default: Any, help: str, flag: str | None = None, **cli: Any) -> Any:
@@ -74,20 +80,34 @@ class ServerLimits:
 class EnvService:
     """What the routes do: validate, place the session on a worker, run the call there."""
 
-    def __init__(self, env_ids: list[str], limits: ServerLimits, env_overrides: dict[str, dict[str, Any]]):
+    def __init__(
+        self,
+        env_ids: list[str],
+        limits: ServerLimits,
+        env_overrides: dict[str, dict[str, Any]],
+        ray_address: str | None = None,
+    ):
         unknown = [env_id for env_id in env_ids if env_id not in envs.env_ids()]
         if unknown:
             raise KeyError(f"unknown env(s) {unknown}; known: {', '.join(envs.env_ids())}")
         self.env_ids = list(env_ids)
         self.limits = limits
         self.store = SessionStore(capacity=limits.capacity, ttl=limits.session_ttl, closer=self._close)
-        self.pool = WorkerPool(
+        if ray_address is None:
+            pool_class: Any = WorkerPool
+            pool_args: dict[str, Any] = {}
+        else:  # env workers as Ray actors placed over a cluster (the ray extra)
+            from server.ray_pool import RayWorkerPool
+
+            pool_class, pool_args = RayWorkerPool, {"address": ray_address}
+        self.pool = pool_class(
             env_ids,
             size=limits.worker_count(),
             env_overrides=env_overrides,
             call_timeout=limits.step_timeout,
             max_worker_rss=limits.max_worker_rss,
             on_lost=self.store.mark_lost,
+            **pool_args,
         )
         try:  # the workers start while this process imports the env modules for their cards
             self.specs = {env_id: envs.env_spec(env_id) for env_id in env_ids}
@@ -344,10 +364,16 @@ def create_app(
     env_ids: list[str],
     limits: ServerLimits | None = None,
     env_overrides: dict[str, dict[str, Any]] | None = None,
+    ui: bool = True,
+    ui_agent: UiAgent | None = None,
+    ray_address: str | None = None,
 ) -> Flask:
     """The server app for `env_ids`. `env_overrides[env_id]` are kwargs given to every
     session's env of that id (picklable objects included, e.g. a counterpart agent such as
-    a critic: each worker process gets its own copy)."""
+    a critic: each worker process gets its own copy). With `ui`, the page at /ui plays and
+    watches the envs through this same API (`server.ui`); `ui_agent` takes the turns the page
+    asks an agent for. `ray_address` ("auto", "local" or host:port) places the env workers as
+    Ray actors on that cluster (`server.ray_pool`) instead of local processes."""
     limits = limits or ServerLimits()
     app = Flask("evolgym")
     front = HttpFront(
@@ -356,8 +382,14 @@ def create_app(
         hosts=allowed_hosts(limits.host, limits.allowed_hosts),
         token=limits.token,
         host_hint=" (evol serve --allowed-hosts adds names)",
+        open_paths=frozenset({"/health", "/ui"} if ui else {"/health"}),
+        open_prefixes=(UI_PAGE_PREFIX,) if ui else (),
     )
     front.install(app, max_body_bytes=limits.max_body_bytes)
-    app.extensions["evol"] = EnvService(env_ids, limits, env_overrides or {})
+    app.extensions["evol"] = EnvService(env_ids, limits, env_overrides or {}, ray_address)
     app.register_blueprint(routes)
+    if ui:
+        from server.ui import install_ui
+
+        install_ui(app, ui_agent)
     return app

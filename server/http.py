@@ -151,6 +151,7 @@ class HttpFront:
     unauthorized: str = "unauthorized"  # the error kind of a missing or wrong token
     host_hint: str = ""  # appended to the wrong-Host message: how to add a name
     open_paths: frozenset[str] = field(default_factory=lambda: frozenset({"/health"}))  # no token needed
+    open_prefixes: tuple[str, ...] = ()  # paths under these need no token either (a page's static files)
 
     def install(self, app: Flask, max_body_bytes: int) -> None:
         app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -162,11 +163,14 @@ class HttpFront:
         app.register_error_handler(Exception, _internal_error)
         app.before_request(_check_request)
 
+    def is_open(self, path: str) -> bool:
+        return path in self.open_paths or path.startswith(self.open_prefixes)
+
     def check(self, host_header: str, authorization: str, path: str) -> None:
         if not host_allowed(host_header, self.hosts):
             message = "this server does not answer to that Host name" + self.host_hint
             raise self.make_error(403, "host_not_allowed", message, {})
-        if self.token is not None and path not in self.open_paths:
+        if self.token is not None and not self.is_open(path):
             if not token_matches(authorization, self.token):
                 message = "a valid 'Authorization: Bearer <token>' header is required"
                 raise self.make_error(401, self.unauthorized, message, {})

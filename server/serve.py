@@ -16,7 +16,7 @@ from typing import Any
 import envs
 from server import TOKEN_ENV
 from server.agentgym import AgentGymOptions, create_agentgym_app, options_from_args
-from server.app import ServerLimits, create_app
+from server.app import ServerLimits, UiAgent, create_app
 from server.http import run_waitress, token_from_env
 
 PARENT_ENV = "EVOL_PARENT_PID"  # set by `LaunchedServer`: the server ends when that process is gone
@@ -47,17 +47,21 @@ def serve(
     env_overrides: dict | None = None,
     mcp_port: int | None = None,
     agentgym: AgentGymOptions | None = None,
+    ui: bool = True,
+    ui_agent: UiAgent | None = None,
+    ray_address: str | None = None,
 ) -> None:
     """Serve `env_ids` over HTTP on `host:port` until interrupted; with `mcp_port`, also as MCP
     tools on that port, over the same sessions (`server.mcp_app`); with `agentgym`, AgentGym's
-    protocol instead of EvolGym's API (`server.agentgym`)."""
+    protocol instead of EvolGym's API (`server.agentgym`). `ui`, `ui_agent` and `ray_address`:
+    see `server.app.create_app`."""
     limits = limits or ServerLimits()
     limits.host = host
     limits.token = token_from_env(limits.token, TOKEN_ENV)
     if agentgym is not None:
         app = create_agentgym_app(env_ids[0], limits, env_overrides, agentgym.prefix, agentgym.split)
     else:
-        app = create_app(env_ids, limits, env_overrides)
+        app = create_app(env_ids, limits, env_overrides, ui=ui, ui_agent=ui_agent, ray_address=ray_address)
     if os.environ.get(PARENT_ENV, "").isdigit():
         exit_with_parent(int(os.environ[PARENT_ENV]))
     workers = app.extensions["evol"].pool.size
@@ -67,6 +71,8 @@ def serve(
     )
     if agentgym is not None:
         banner += f"; AgentGym's protocol at {agentgym.prefix or '/'}"
+    elif ui:
+        banner += f"; the page at http://{host}:{port}/ui"
     if mcp_port is not None:
         from server.mcp_app import MCP_PATH, start_mcp  # the mcp extra: imported only with --mcp
 
@@ -141,6 +147,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="the split AgentGym's task indices (data_idx, game, seed, session_id) address "
         "(default: the env's own, train)",
     )
+    parser.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="do not serve the page at /ui (play and watch the envs in a browser; on by default)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help="run the env workers as Ray actors on a Ray cluster (ADDRESS: host:port of its head, "
+        "'auto' for the one this machine belongs to (default), 'local' for a new one-machine "
+        "cluster); needs the ray extra: pip install 'evolgym[ray]'",
+    )
     for limit in dataclasses.fields(ServerLimits):
         _add_limit_flag(parser, limit)
 
@@ -165,9 +186,14 @@ def unknown_env_ids(env_ids: list[str]) -> list[str]:
     return [env_id for env_id in env_ids if env_id not in envs.env_ids()]
 
 
-def serve_from_args(args: argparse.Namespace, env_overrides: dict[str, dict[str, Any]] | None = None) -> int:
+def serve_from_args(
+    args: argparse.Namespace,
+    env_overrides: dict[str, dict[str, Any]] | None = None,
+    ui_agent: UiAgent | None = None,
+) -> int:
     """Serve what `add_serve_arguments`' flags say (exit code 2 for unknown env ids);
-    `env_overrides[env_id]` are kwargs given to every session's env of that id."""
+    `env_overrides[env_id]` are kwargs given to every session's env of that id; `ui_agent`
+    takes the turns the page at /ui asks an agent for."""
     unknown = unknown_env_ids(args.envs)
     if unknown:
         print(f"evol: unknown env(s) {unknown}; known: {', '.join(envs.env_ids())}", file=sys.stderr)
@@ -175,6 +201,8 @@ def serve_from_args(args: argparse.Namespace, env_overrides: dict[str, dict[str,
     try:
         mcp_port = mcp_port_from_args(args)
         agentgym = options_from_args(args)
+        if args.ray is not None and importlib.util.find_spec("ray") is None:
+            raise ValueError("--ray needs the ray package: pip install 'evolgym[ray]'")
     except ValueError as error:
         print(f"evol: {error}", file=sys.stderr)
         return 2
@@ -188,6 +216,9 @@ def serve_from_args(args: argparse.Namespace, env_overrides: dict[str, dict[str,
         env_overrides=env_overrides,
         mcp_port=mcp_port,
         agentgym=agentgym,
+        ui=not args.no_ui,
+        ui_agent=ui_agent,
+        ray_address=args.ray,
     )
     return 0
 

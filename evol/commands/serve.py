@@ -38,6 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a counterpart agent for the envs that take one, e.g. critic=oracle or "
         "critic=openai:http://127.0.0.1:8100/v1#model",
     )
+    p.add_argument(
+        "--ui-agent",
+        default=None,
+        metavar="AGENT",
+        help="the agent that takes turns on the page at /ui when asked, e.g. hf:runs/bc/model or "
+        "openai:http://127.0.0.1:8100/v1#model (default: none; the expert is always there)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,9 +57,16 @@ def run(args: argparse.Namespace) -> int:
         overrides = counterparts(args.envs, args.counterpart or [])
         for env_id, kwargs in parse_env_kwargs(args.env_kwargs, args.envs).items():
             overrides.setdefault(env_id, {}).update(kwargs)
+        ui_agent = None
+        if args.ui_agent is not None:
+            if args.no_ui:
+                raise ValueError("--ui-agent needs the page: drop --no-ui")
+            from evol.ui_agent import ui_agent_from_spec
+
+            ui_agent = ui_agent_from_spec(args.ui_agent)
     except ValueError as error:
         return refuse(str(error))
-    return serve_from_args(args, overrides)
+    return serve_from_args(args, overrides, ui_agent)
 
 
 def counterparts(env_ids: list[str], items: list[str]) -> dict[str, dict[str, Any]]:
