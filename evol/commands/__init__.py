@@ -26,6 +26,7 @@ COMMANDS = (
     "quickstart",
     "rm_bench",
     "robust",
+    "view",
 )
 
 
