@@ -89,6 +89,9 @@ class TextEnv(gym.Env):
     splits: tuple[str, ...] = ()
     max_action_length: int = 2048
     max_observation_length: int = 1 << 20
+    # What one env worker serving this env reserves when it runs as a Ray actor (`evol serve
+    # --ray`), in Ray's actor options: num_cpus, num_gpus, memory (bytes), resources.
+    worker_resources: dict[str, Any] = {"num_cpus": 1}
     # Every constructor kwarg and every reset option a caller can set, with its bounds (see
     # envs.params): the constructor and `reset` check them, and so does the server.
     kwarg_params: dict[str, Param] = {"max_turns": turns_param(20), "render_mode": RENDER_MODE}

@@ -207,19 +207,23 @@ def serve_from_args(
         print(f"evol: {error}", file=sys.stderr)
         return 2
     limits = limits_from_args(args)
-    serve(
-        args.envs,
-        limits.host,
-        args.port,
-        args.threads,
-        limits=limits,
-        env_overrides=env_overrides,
-        mcp_port=mcp_port,
-        agentgym=agentgym,
-        ui=not args.no_ui,
-        ui_agent=ui_agent,
-        ray_address=args.ray,
-    )
+    try:
+        serve(
+            args.envs,
+            limits.host,
+            args.port,
+            args.threads,
+            limits=limits,
+            env_overrides=env_overrides,
+            mcp_port=mcp_port,
+            agentgym=agentgym,
+            ui=not args.no_ui,
+            ui_agent=ui_agent,
+            ray_address=args.ray,
+        )
+    except RuntimeError as error:  # a Ray cluster out of reach, or no env worker could start
+        print(f"evol: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

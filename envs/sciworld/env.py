@@ -234,6 +234,7 @@ class SciWorldEnv(TextEnv):
     splits = SPLITS
     max_action_length = 512
     max_observation_length = 65536
+    worker_resources = {"num_cpus": 1, "memory": 2 << 30}  # Why: each session's JVM holds about 1 GiB
     kwarg_params = {
         "tasks": Param(
             "list",

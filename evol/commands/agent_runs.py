@@ -11,7 +11,16 @@ from evol.commands.common import non_negative, non_negative_seconds
 from evol.runs import RunOutcome, fault_lines, prefix_cache_size
 
 if TYPE_CHECKING:
+    from evol.ray_rollout import RayRolloutEngine
     from evol.rollout import RolloutEngine
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def add_agent_flags(p: argparse.ArgumentParser) -> None:
@@ -67,19 +76,38 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="hf agents: keep the KV cache of this many conversations between turns (default: twice --concurrency; 0: off)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help="run the episodes on Ray actors of the cluster at ADDRESS (default auto: this machine's "
+        "cluster; local: start one in this process; HOST:PORT): each actor loads the agent itself "
+        "(vllm: one actor per GPU) and trajectories come back to --out; needs the ray extra",
+    )
+    p.add_argument(
+        "--ray-actors",
+        type=at_least_one,
+        default=None,
+        metavar="N",
+        help="with --ray: actors to run the episodes (default: one per free CPU of the cluster, at "
+        "most 32; vllm agents one per GPU); --concurrency is each actor's episodes in flight",
+    )
 
 
-def build_engine(args: argparse.Namespace, env_kwargs: dict[str, dict[str, Any]]) -> RolloutEngine:
-    """The rollout engine the agent flags describe, its envs built with `env_kwargs`."""
-    from agents import load_agent
+def build_engine(
+    args: argparse.Namespace, env_kwargs: dict[str, dict[str, Any]]
+) -> RolloutEngine | RayRolloutEngine:
+    """The rollout engine the agent flags describe, its envs built with `env_kwargs`; with
+    `--ray`, a `RayRolloutEngine` whose actors load the agent (raises `evol.ray_rollout.
+    RayUnavailable` when Ray is missing or the address has no cluster)."""
     from agents.base import SamplingParams
-    from evol.rollout import RolloutEngine
 
     kwargs = {}
     if args.agent.startswith("hf:"):
         kwargs["prefix_cache"] = prefix_cache_size(args.prefix_cache, args.concurrency)
-    return RolloutEngine(
-        load_agent(args.agent, **kwargs),
+    settings = dict(
         agent_name=args.agent,
         concurrency=args.concurrency,
         sampling=SamplingParams(
@@ -95,6 +123,16 @@ def build_engine(args: argparse.Namespace, env_kwargs: dict[str, dict[str, Any]]
         retries=args.retries,
         backoff=args.backoff,
     )
+    if args.ray:
+        from agents import LazyAgent
+        from evol.ray_rollout import RayRolloutEngine
+
+        agent = LazyAgent(args.agent, **kwargs)  # checks the spec here; each actor loads the agent
+        return RayRolloutEngine(agent, address=args.ray, actors=args.ray_actors, **settings)
+    from agents import load_agent
+    from evol.rollout import RolloutEngine
+
+    return RolloutEngine(load_agent(args.agent, **kwargs), **settings)
 
 
 def report_faults(outcome: RunOutcome) -> int:

@@ -207,6 +207,7 @@ def load_rm(spec: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from evol.evaluate import eval_specs, evaluate, markdown_table
+    from evol.ray_rollout import RayUnavailable, ShardsFailed
 
     problem = unknown_env(args.env) or best_of_problem(args)
     if problem:
@@ -242,18 +243,23 @@ def run(args: argparse.Namespace) -> int:
                 return refuse(str(error))
         try:
             engine = build_engine(args, env_kwargs)
+        except RayUnavailable as error:  # --ray: no Ray, or no cluster at the address
+            return refuse(str(error))
         except ValueError as error:  # an agent spec that names no agent
             return refuse(f"--agent {args.agent}: {error}")
-        result = evaluate(
-            engine,
-            tasks,
-            args.out,
-            agent=args.agent,
-            samples=args.samples,
-            env_kwargs=env_kwargs,
-            log=print,
-            options=options,
-        )
+        try:
+            result = evaluate(
+                engine,
+                tasks,
+                args.out,
+                agent=args.agent,
+                samples=args.samples,
+                env_kwargs=env_kwargs,
+                log=print,
+                options=options,
+            )
+        except ShardsFailed as error:  # --ray: the actors cannot build the agent
+            return refuse(str(error))
     finally:
         for agent in built:
             agent.close()

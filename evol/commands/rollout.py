@@ -88,6 +88,7 @@ def try_task_options(
 
 
 def run(args: argparse.Namespace) -> int:
+    from evol.ray_rollout import RayUnavailable, ShardsFailed
     from evol.rollout import task_specs
     from evol.runs import run_specs
 
@@ -109,9 +110,14 @@ def run(args: argparse.Namespace) -> int:
             return refuse(str(error))
     try:
         engine = build_engine(args, env_kwargs)
+    except RayUnavailable as error:  # --ray: no Ray, or no cluster at the address
+        return refuse(str(error))
     except ValueError as error:  # an agent spec that names no agent
         return refuse(f"--agent {args.agent}: {error}")
-    outcome = run_specs(engine, specs, args.out, log=print)
+    try:
+        outcome = run_specs(engine, specs, args.out, log=print)
+    except ShardsFailed as error:  # --ray: the actors cannot build the agent
+        return refuse(str(error))
     stats = outcome.stats
     print(
         f"evol: {stats.episodes} episodes, success {stats.success_rate:.1%}, {stats.steps} steps, "

@@ -214,6 +214,18 @@ class LoopConfig:
     servers: int = field(
         default=1, metadata={"help": "env servers the trainer launches when `urls` is empty"}
     )
+    ray: str | None = field(
+        default=None,
+        metadata={
+            "help": "explore and evaluate on Ray actors of the cluster at this address (auto, local, "
+            "HOST:PORT); each actor loads the policy (hf:DIR or vllm:DIR, one per GPU) and runs the envs "
+            "in-process, or those of `urls`; null: in this process. Learning is unchanged"
+        },
+    )
+    ray_actors: int | None = field(
+        default=None,
+        metadata={"help": "with ray: the actors (null: one per free CPU, at most 32; vllm: one per GPU)"},
+    )
     backend: Literal["hf", "vllm"] = field(default="hf", metadata={"help": "how the policy generates"})
     device: str = field(
         default="auto", metadata={"help": "the device of the hf backend (auto, cpu, cuda, ...)"}
@@ -301,6 +313,13 @@ class LoopConfig:
         for item in self.counterparts:
             if "=" not in item or not item.partition("=")[2]:
                 raise ValueError(f"counterparts: {item!r} is not NAME=AGENT")
+        if self.ray is not None and self.counterparts and not self.urls:
+            raise ValueError(
+                "counterparts: with ray the actors run the envs in-process; give `urls` of servers "
+                "started with --counterpart, or the counterparts in env_kwargs"
+            )
+        if self.ray_actors is not None and self.ray_actors < 1:
+            raise ValueError(f"ray_actors must be >= 1 or null, got {self.ray_actors}")
         from agents.tiny import PRESETS
 
         if self.base_model not in PRESETS and not Path(self.base_model).is_dir():
@@ -425,7 +444,10 @@ class SelfImproveTrainer:
         self.log(f"[{self.tag}] env servers: {', '.join(self.urls)}")
 
     def policy(self, model_dir: Path):
-        """The agent of the checkpoint in `model_dir` (a vision checkpoint gets the agent that sees images)."""
+        """The agent of the checkpoint in `model_dir` (a vision checkpoint gets the agent that sees
+        images); with `ray`, an unloaded `LazyAgent` of its spec, which each actor loads."""
+        if self.config.ray is not None:
+            return self._policy_spec(model_dir)
         if self.config.backend == "vllm":
             from agents.vllm_backend import VLLMAgent
 
@@ -445,9 +467,26 @@ class SelfImproveTrainer:
             prefix_cache=prefix_cache_size(self.config.prefix_cache, self.config.concurrency),
         )
 
-    def engine(self, agent, temperature: float, env_kwargs: dict[str, dict] | None = None) -> RolloutEngine:
+    def _policy_spec(self, model_dir: Path):
+        from agents import LazyAgent
+        from evol.trainers.vision import is_vision_checkpoint
+
+        if self.config.backend == "vllm":
+            return LazyAgent(f"vllm:{model_dir}", seed=self.config.seed)
+        if is_vision_checkpoint(model_dir):
+            return LazyAgent(f"hf-vision:{model_dir}", device=self.config.device, seed=self.config.seed)
+        cache = prefix_cache_size(self.config.prefix_cache, self.config.concurrency)
+        return LazyAgent(
+            f"hf:{model_dir}", device=self.config.device, seed=self.config.seed, prefix_cache=cache
+        )
+
+    def engine(self, agent, temperature: float, env_kwargs: dict[str, dict] | None = None):
         """An engine on the run's env servers; with `env_kwargs`, on local envs built with them
-        instead (an explore strategy whose envs hold an in-process counterpart, e.g. a critic)."""
+        instead (an explore strategy whose envs hold an in-process counterpart, e.g. a critic).
+        With `ray`, a `RayRolloutEngine`: its actors run local envs (built with `env_kwargs` or
+        the config's) unless `urls` names servers."""
+        if self.config.ray is not None:
+            return self._ray_engine(agent, temperature, env_kwargs)
         if env_kwargs is None:
             self.ensure_servers()
         return RolloutEngine(
@@ -456,6 +495,22 @@ class SelfImproveTrainer:
             sampling=SamplingParams(temperature=temperature, max_new_tokens=self.config.max_new_tokens),
             urls=self.urls if env_kwargs is None else None,
             env_kwargs=env_kwargs,
+            history_turns=self.config.history_turns,
+            instruction_in_context=self.config.instruction_in_context,
+            progress=self.config.progress,
+        )
+
+    def _ray_engine(self, agent, temperature: float, env_kwargs: dict[str, dict] | None):
+        from evol.ray_rollout import RayRolloutEngine
+
+        return RayRolloutEngine(
+            agent,
+            address=self.config.ray,
+            actors=self.config.ray_actors,
+            concurrency=self.config.concurrency,
+            sampling=SamplingParams(temperature=temperature, max_new_tokens=self.config.max_new_tokens),
+            urls=self.urls if env_kwargs is None and self.urls else None,
+            env_kwargs=self.config.env_kwargs if env_kwargs is None else env_kwargs,
             history_turns=self.config.history_turns,
             instruction_in_context=self.config.instruction_in_context,
             progress=self.config.progress,
