@@ -297,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
             else None,
         },
         "final_prompts": _final_prompts(work / "gpo"),
-        "command": " ".join(["python", "benchmarks/gpo_redteam.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            ["python", "benchmarks/gpo_redteam.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

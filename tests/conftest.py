@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
+# The session's local Ray cluster (tests/ray_cluster.py), defined here once: a fixture imported
+# into two test modules would be two fixtures, and start two clusters.
+from ray_cluster import ray_cluster_fixture  # noqa: E402,F401
+
 from server.launch import LaunchedServer, free_port  # noqa: F401 (tests import free_port here)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,3 +93,13 @@ class AgentServerProcess:
             self.process.kill()
             self.process.wait(10)
         self.log.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (`-n 2 --dist loadgroup`), tests that share a costly session fixture
+    run in one worker process, so it is started once: the local Ray cluster, the browser."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+        elif "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("browser"))

@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from ray_cluster import ray_cluster_fixture  # noqa: F401 (the session's `ray_cluster` fixture)
 
 from agents import load_agent
 from agents.base import SamplingParams

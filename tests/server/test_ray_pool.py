@@ -17,7 +17,7 @@ import requests
 
 pytest.importorskip("ray", reason="the Ray tests need the ray extra: pip install 'evolgym[ray]'")
 
-from ray_cluster import ray_cluster_fixture, running_cluster  # noqa: E402,F401 (the `ray_cluster` fixture)
+from ray_cluster import running_cluster  # noqa: E402
 from test_server import (  # noqa: E402,F401 (the API's own tests, run against a --ray server)
     test_batch_step_mixes_results_and_errors,
     test_concurrent_steps_on_one_session_never_interleave,
