@@ -10,6 +10,7 @@ envs) left out.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agents import Agent, AgentInput, SamplingParams, load_agent
@@ -24,7 +25,7 @@ class UiAgent:
     action parsed from the agent's greedy reply."""
 
     def __init__(self, spec: str, agent: Agent, sampling: SamplingParams):
-        self.name = spec
+        self.name = re.sub(r"//[^/@#]*@", "//", spec)  # shown on the page: never a URL's credentials
         self.agent = agent
         self.sampling = sampling
 

@@ -339,6 +339,7 @@ def loop_config(run_dir: Path, **overrides) -> LoopConfig:
     return from_mapping(LoopConfig, settings)
 
 
+@pytest.mark.slow  # a learning proof (26-77 s): run with python -m pytest -m slow
 def test_agentevol_learns_a_task_its_held_out_success_rises_above_the_untrained_models(tmp_path):
     """A task the tiny model learns from what it sees: the signal's colour names its action."""
     from evol.trainers.agentevol import AgentEvolConfig, AgentEvolTrainer
