@@ -25,6 +25,11 @@ sys.path.insert(0, PLUGIN_PATH)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PLUGIN_PATH, os.environ.get("PYTHONPATH")]))
 # Games generated during the run (TextWorld) go to a cache of the run's own, shared with its servers.
 os.environ.setdefault("EVOL_CACHE_DIR", tempfile.mkdtemp(prefix="evol-test-cache-"))
+# Under pytest-xdist each worker process (and the servers it starts) uses one math thread: two
+# workers of two threads each on two cores spend their time spinning against each other.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 
 class ServerProcess(LaunchedServer):
