@@ -104,6 +104,11 @@ class LazyAgent:
         """`Agent.complete` of the agent (built on the first call)."""
         return self.load().complete(conversations, **sampling)
 
+    def close(self) -> None:
+        """Close the agent if it was built; an agent never built is not built to be closed."""
+        if self._agent is not None:
+            self._agent.close()
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("spec", "kwargs", "_agent"):
             raise AttributeError(name)

@@ -96,6 +96,13 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def ray_flags_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the Ray flags (None when nothing is): `--ray-actors` needs `--ray`."""
+    if args.ray_actors is not None and not args.ray:
+        return "--ray-actors needs --ray (the actors run on a Ray cluster)"
+    return None
+
+
 def build_engine(
     args: argparse.Namespace, env_kwargs: dict[str, dict[str, Any]]
 ) -> RolloutEngine | RayRolloutEngine:

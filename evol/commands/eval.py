@@ -32,7 +32,7 @@ from typing import Any
 
 import envs
 from envs.registry import eval_reports
-from evol.commands.agent_runs import add_agent_flags, build_engine, report_faults
+from evol.commands.agent_runs import add_agent_flags, build_engine, ray_flags_problem, report_faults
 from evol.commands.common import parse_env_kwargs, refuse, unknown_env
 from evol.commands.rollout import add_options_flag, parse_task_options, try_task_options
 
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     from evol.evaluate import eval_specs, evaluate, markdown_table
     from evol.ray_rollout import RayUnavailable, ShardsFailed
 
-    problem = unknown_env(args.env) or best_of_problem(args)
+    problem = unknown_env(args.env) or best_of_problem(args) or ray_flags_problem(args)
     if problem:
         return refuse(problem)
     rm = None

@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from evol.commands.agent_runs import add_agent_flags, build_engine, report_faults
+from evol.commands.agent_runs import add_agent_flags, build_engine, ray_flags_problem, report_faults
 from evol.commands.common import parse_env_kwargs, refuse, unknown_env
 
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from evol.rollout import task_specs
     from evol.runs import run_specs
 
-    problem = unknown_env(args.env)
+    problem = unknown_env(args.env) or ray_flags_problem(args)
     if problem:
         return refuse(problem)
     try:

@@ -140,6 +140,17 @@ def test_a_served_model_is_an_env_counterpart_through_complete(agent):
     assert expert.needs_env and expert._agent is None  # told without building the agent
 
 
+def test_closing_a_lazy_agent_never_builds_it(tmp_path):
+    from agents import LazyAgent
+
+    unbuilt = LazyAgent(f"hf:{tmp_path / 'no-model-here'}")  # building it would fail
+    unbuilt.close()
+    assert unbuilt._agent is None
+    built = LazyAgent("random:0")
+    built.load()
+    built.close()
+
+
 def test_load_agent_spec_with_key_from_environment(server, monkeypatch):
     monkeypatch.setenv("EVOL_AGENT_API_KEY", TOKEN)
     agent = load_agent(f"openai:{server.url}/v1#{NAME}", max_retries=0)

@@ -180,6 +180,9 @@ def test_rollout_with_a_bad_ray_address_is_refused(tmp_path, capsys):
     assert "--ray 127.0.0.1:1: no Ray cluster answers there" in capsys.readouterr().err
     assert main([*args, "--ray", "no-port-here"]) == 2
     assert "not a Ray address (auto, local, HOST:PORT or ray://HOST:PORT)" in capsys.readouterr().err
+    for command in (args, ["eval", *args[1:]]):
+        assert main([*command, "--ray-actors", "2"]) == 2
+        assert "--ray-actors needs --ray" in capsys.readouterr().err
 
 
 def test_an_agent_the_actors_cannot_build_ends_the_run_at_once_with_the_reason(ray_address, tmp_path, capsys):
