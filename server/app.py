@@ -53,7 +53,10 @@ class ServerLimits:
     max_body_bytes: int = _limit(1 << 20, "largest request body in bytes; larger get 413", "--max-body")
     max_batch: int = _limit(1024, "entries in one POST /step at most")
     token: str | None = _limit(None, "bearer token required on every route but /health (or set EVOL_TOKEN)")
-    workers: int = _limit(0, "env worker processes, each session living in one; 0: one per CPU core")
+    workers: int = _limit(
+        0,
+        "env worker processes, each session living in one; 0: one per CPU core (with --ray: as many as the cluster holds)",
+    )
     max_worker_rss: int | None = _limit(
         1 << 30,
         "a worker whose memory grew past this takes no new sessions and is replaced once its sessions end",
@@ -102,7 +105,8 @@ class EnvService:
             pool_class, pool_args = RayWorkerPool, {"address": ray_address}
         self.pool = pool_class(
             env_ids,
-            size=limits.worker_count(),
+            # On a Ray cluster, 0 workers means as many as its nodes hold, not this machine's cores.
+            size=limits.worker_count() if ray_address is None else limits.workers,
             env_overrides=env_overrides,
             call_timeout=limits.step_timeout,
             max_worker_rss=limits.max_worker_rss,
@@ -115,9 +119,7 @@ class EnvService:
             self.pool.close()
             raise
         self.pool.wait_ready()
-        self.batch_pool = ThreadPoolExecutor(
-            max_workers=4 * limits.worker_count(), thread_name_prefix="batch"
-        )
+        self.batch_pool = ThreadPoolExecutor(max_workers=4 * self.pool.size, thread_name_prefix="batch")
         self.store.start_reaper()
 
     # ---- validation ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "evolgym"
 PLACEMENT_WAIT = 10.0  # seconds for Ray to place the bundles of all workers at once
 CONNECT_TIMEOUT = 5.0  # seconds to reach a Ray head's port before `ray.init` (which retries for long)
+MAX_DEFAULT_WORKERS = 1024  # `--workers 0` on a cluster: as many workers as it holds, at most this
 RESOURCE_KEYS = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}  # actor option -> node resource
 
 
@@ -147,6 +148,11 @@ def _node_fits(node: dict[str, float], need: dict[str, Any]) -> int:
     return min(counts, default=1 << 30)
 
 
+def cluster_fits(nodes: list[dict[str, Any]], need: dict[str, Any]) -> int:
+    """How many workers needing `need` the live nodes of `ray.nodes()` hold, all told."""
+    return sum(_node_fits(node["Resources"], need) for node in nodes if node["Alive"])
+
+
 def connect(address: str, workers: int, need: dict[str, Any]) -> bool:
     """Join the Ray cluster at `address` ("local": start one in this process, sized to hold
     `workers` actors); True when this process started Ray. Errors say what to check."""
@@ -195,13 +201,16 @@ class RayWorkerPool(WorkerPool):
         on_lost: Callable[[set[str], str], None] | None = None,
         address: str = "auto",
     ):
-        if size < 1:
-            raise ValueError("a server needs at least one worker")
+        if size < 0:
+            raise ValueError("a server needs at least one worker (0: as many as the cluster holds)")
         self.resources = worker_resources(list(env_ids))
         self._owns_ray = connect(address, size, self.resources)
-        self._actors: list[Any] = [None] * size
         self._authkey = secrets.token_bytes(32)
-        fits = sum(_node_fits(node["Resources"], self.resources) for node in ray.nodes() if node["Alive"])
+        fits = cluster_fits(ray.nodes(), self.resources)
+        if size == 0:
+            size = min(fits, MAX_DEFAULT_WORKERS)
+            log.info("%d env workers: as many as the Ray cluster's nodes hold", size)
+        self._actors: list[Any] = [None] * size
         if fits == 0:
             self._leave()
             raise RuntimeError(

@@ -180,3 +180,14 @@ def test_lost_node_ends_only_its_sessions_and_ray_restarts_its_actor_on_a_live_n
     finally:
         if not replacement_added:
             cluster.add_node()  # the tests after this one find two nodes again
+
+
+def test_workers_zero_on_a_cluster_means_as_many_as_its_live_nodes_hold():
+    from server.ray_pool import cluster_fits, worker_resources
+
+    node = {"Alive": True, "Resources": {"CPU": 32.0, "memory": 64.0 * 2**30}}
+    nodes = [node, {**node, "Resources": {"CPU": 2.0, "memory": 64.0 * 2**30}}, {**node, "Alive": False}]
+    assert cluster_fits(nodes, worker_resources([BABYAI])) == 34  # one CPU each; the dead node counts none
+    # SciWorld's JVM: 2 GiB each, so a node's memory bounds it before its CPUs do
+    small = [{"Alive": True, "Resources": {"CPU": 32.0, "memory": 8.0 * 2**30}}]
+    assert cluster_fits(small, worker_resources([BABYAI, "evol/SciWorld-v0"])) == 4
