@@ -192,6 +192,9 @@ def test_run_page_draws_the_curve_and_follows_the_run_without_reload(page, run_s
     expect(page.locator("#files tr[data-file='iter_1/explore.jsonl'] td").nth(1)).to_have_text("10")
     write_jsonl(run_dir / "iter_2" / "explore.jsonl", [episode(0)])  # the next phase starts writing
     expect(page.locator("#files tr[data-file='iter_2/explore.jsonl'] td").nth(1)).to_have_text("1")
+    # an env first seen in the growing file shown in the table joins its filter menu
+    write_jsonl(run_dir / "expert.jsonl", [episode(50, env="evol/Wordle-v0")], mode="a")
+    expect(page.locator("#filter-env option[value='evol/Wordle-v0']")).to_have_count(1, timeout=10_000)
     assert page.evaluate("window.__sameDocument") is True  # updated in place: the page was not reloaded
     assert page.console_errors == []
 

@@ -92,6 +92,14 @@ function outcomeCell(success) {
 }
 
 // ---- the episode table ----------------------------------------------------------------------
+function refreshOptions(box, options) {
+  const current = Array.from(box.options, (option) => option.value);
+  if (JSON.stringify(current) === JSON.stringify(options.map(([value]) => value))) return;
+  const chosen = box.value;
+  box.replaceChildren(...options.map(([value, text]) => el("option", { value, text })));
+  box.value = chosen;
+}
+
 function episodeTable(file, facets) {
   const query = { env: "", agent: "", success: "", error: "", sort: "line", order: "asc", offset: 0 };
   const counts = el("span", { className: "muted", id: "episode-count" });
@@ -166,6 +174,9 @@ function episodeTable(file, facets) {
       (answer.torn_bytes ? " · a last line still being written" : "");
     previous.disabled = query.offset === 0;
     next.disabled = query.offset + PAGE_SIZE >= answer.matched;
+    // A growing file may bring envs or agents the menus have not listed yet.
+    refreshOptions(controls.querySelector("#filter-env"), facetOptions(answer.envs));
+    refreshOptions(controls.querySelector("#filter-agent"), facetOptions(answer.agents));
     if (fingerprint === shown) return;
     shown = fingerprint;
     body.replaceChildren(...answer.rows.map((row) => {
