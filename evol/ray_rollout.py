@@ -24,6 +24,7 @@ agent's model at the same path (a shared file system, or the same copy on each n
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 import queue
@@ -196,7 +197,7 @@ class RolloutShard:
     def run(self, specs: list[EpisodeSpec]) -> Iterator[tuple[str, Any]]:
         """Run `specs`, yielding `("trajectory", t)` as each ends, then `("stats", delta)`."""
         out: queue.Queue = queue.Queue()
-        before = stats_delta(self.engine.stats, RolloutStats())
+        before = copy.deepcopy(self.engine.stats)
 
         def work() -> None:
             try:
@@ -381,16 +382,13 @@ class RayRolloutEngine:
                     if kind == "trajectory":
                         received.add(item.key)
                     events.put((kind, slot, item))
-            except ray.exceptions.RayActorError as error:
-                if error.actor_init_failed:  # the same recipe fails on any actor: no retry
+            # A dead actor, or its node gone with the trajectories it held.
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
+                if getattr(error, "actor_init_failed", False):  # the recipe fails on any actor: no retry
                     why = _last_line(str(error))
                     failed = ShardsFailed(f"the Ray actors cannot build the agent {self.recipe.spec}: {why}")
                     events.put(("error", slot, failed))
                     return
-                lost = [spec for spec in work if spec.key not in received]
-                events.put(("lost", slot, (lost, actor, error)))
-                return
-            except ray.exceptions.ObjectLostError as error:  # its node went with the trajectories
                 lost = [spec for spec in work if spec.key not in received]
                 events.put(("lost", slot, (lost, actor, error)))
                 return

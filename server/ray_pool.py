@@ -139,13 +139,19 @@ def worker_resources(env_ids: list[str]) -> dict[str, Any]:
     return need
 
 
+def resource_bundle(need: dict[str, Any]) -> dict[str, float]:
+    """A worker's actor options (`worker_resources`) as node resources: CPU, GPU, memory, custom."""
+    bundle: dict[str, float] = {}
+    for key, amount in need.items():
+        pairs = amount.items() if isinstance(amount, dict) else [(RESOURCE_KEYS.get(key, key), amount)]
+        bundle.update((name, value) for name, value in pairs if value > 0)
+    return bundle
+
+
 def _node_fits(node: dict[str, float], need: dict[str, Any]) -> int:
     """How many workers needing `need` the resources `node` has would hold."""
-    counts = []
-    for key, amount in need.items():
-        wanted = amount.items() if isinstance(amount, dict) else [(RESOURCE_KEYS.get(key, key), amount)]
-        counts += [int(node.get(name, 0) // value) for name, value in wanted if value > 0]
-    return min(counts, default=1 << 30)
+    bundle = resource_bundle(need)
+    return min((int(node.get(name, 0) // value) for name, value in bundle.items()), default=1 << 30)
 
 
 def cluster_fits(nodes: list[dict[str, Any]], need: dict[str, Any]) -> int:
@@ -249,10 +255,7 @@ class RayWorkerPool(WorkerPool):
         """One bundle of the workers' resources per slot, spread over the nodes by Ray's
         placement group scheduler (it sees them all at once: per-actor SPREAD, decided actor
         by actor, may stack them); None (each actor placed alone) when Ray finds no room now."""
-        bundle: dict[str, float] = {}
-        for key, amount in self.resources.items():
-            pairs = amount.items() if isinstance(amount, dict) else [(RESOURCE_KEYS.get(key, key), amount)]
-            bundle.update((name, value) for name, value in pairs if value > 0)
+        bundle = resource_bundle(self.resources)
         if not bundle:
             return None
         group = placement_group([bundle] * size, strategy="SPREAD")

@@ -1,9 +1,11 @@
 """Running plotting code: `run_plotting_code` (a restricted exec) and `render_png` (here, to PNG).
 
 The code first passes `envs.charts.code_guard.check_plotting_code`, then runs with
-restricted builtins and an import guard that lets in matplotlib and numpy only. The
-platform runs only code its own generator wrote, in a render worker
-(`envs.charts.render_workers`) under a time limit.
+restricted builtins and an import guard that lets in matplotlib and numpy only. Two callers:
+render workers (`envs.charts.render_workers`) run the code the project's own generator wrote
+for a Chart, and the offline `evol data charts --synth agent` runs model-written scripts only
+in `envs.charts.code_check`'s OS-limited worker. No env, server route or data file's `code`
+field reaches it.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def run_plotting_code(code: str) -> Any:
     The code must first pass `check_plotting_code` (a whitelist of syntax, modules and
     names: no dunders, no imports beyond numpy and pyplot's kin, no `getattr`/`eval`/`open`,
     no file-writing attributes); it then runs with restricted builtins and a guarded
-    import. Not a sandbox on its own (see `envs.charts.code_guard`): the platform runs
-    only what `plotting_code` wrote, in a render worker under a time limit.
+    import. Not a sandbox on its own (see `envs.charts.code_guard`): its callers are the
+    module docstring's two, each in a worker process under a time limit.
     """
     try:
         check_plotting_code(code)

@@ -7,20 +7,12 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from evol.commands.common import non_negative, non_negative_seconds
+from evol.commands.common import non_negative, non_negative_seconds, positive
 from evol.runs import RunOutcome, fault_lines, prefix_cache_size
 
 if TYPE_CHECKING:
     from evol.ray_rollout import RayRolloutEngine
     from evol.rollout import RolloutEngine
-
-
-def at_least_one(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_agent_flags(p: argparse.ArgumentParser) -> None:
@@ -88,7 +80,7 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--ray-actors",
-        type=at_least_one,
+        type=positive,
         default=None,
         metavar="N",
         help="with --ray: actors to run the episodes (default: one per free CPU of the cluster, at "

@@ -15,16 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import envs
-from evol.commands.common import non_negative, parse_env_kwargs, refuse
+from evol.commands.common import non_negative, parse_env_kwargs, positive, refuse
 
 ENV_ID = "evol/Sycophancy-v0"
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def register(subparsers: Any) -> None:
